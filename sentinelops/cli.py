@@ -1,0 +1,95 @@
+"""`sentinelops up | db start|stop|url|migrate | api`."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+from sentinelops import db, embedded
+from sentinelops.settings import get_settings
+
+log = logging.getLogger("sentinelops")
+
+
+def cmd_db(args: argparse.Namespace) -> int:
+    settings = get_settings()
+    home = settings.sentinelops_home
+    if args.action == "start":
+        if settings.database_url:
+            print("DATABASE_URL is set; the embedded server is not used", file=sys.stderr)
+            return 1
+        server, _ = embedded.start(home, owner_pid=None)
+        print(server.url())
+    elif args.action == "stop":
+        print("stopped" if embedded.stop(home) else "not running")
+    elif args.action == "url":
+        print(db.database_url(settings))
+    elif args.action == "migrate":
+        applied = db.migrate(db.database_url(settings))
+        print("\n".join(applied) if applied else "up to date")
+    return 0
+
+
+def cmd_api(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    uvicorn.run(
+        "webhook_service.main:create_app",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        access_log=args.access_log,
+        proxy_headers=True,
+        log_level="info",
+    )
+    return 0
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from sentinelops.up import run_stack
+
+    return run_stack(get_settings(), api_port=args.api_port, dagster_port=args.dagster_port)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sentinelops", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    up = sub.add_parser(
+        "up", help="database, migrations, API on :8000, Dagster UI + daemon on :3000"
+    )
+    up.add_argument("--api-port", type=int, default=8000)
+    up.add_argument("--dagster-port", type=int, default=3000)
+    up.set_defaults(func=cmd_up)
+
+    dbp = sub.add_parser("db", help="the embedded PostgreSQL server and migrations")
+    dbp.add_argument("action", choices=["start", "stop", "url", "migrate"])
+    dbp.set_defaults(func=cmd_db)
+
+    api = sub.add_parser("api", help="the HTTP service alone")
+    api.add_argument("--host", default="127.0.0.1")
+    api.add_argument("--port", type=int, default=8000)
+    api.add_argument("--workers", type=int, default=1)
+    api.add_argument("--access-log", action="store_true", help="log every request (off: /metrics)")
+    api.set_defaults(func=cmd_api)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    logging.basicConfig(
+        level=os.environ.get("LOG_LEVEL", "INFO"),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    args = build_parser().parse_args(argv)
+    try:
+        sys.exit(args.func(args))
+    except db.DatabaseNotConfigured as exc:
+        print(f"sentinelops: {exc}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,214 @@
+"""`sentinelops up`: the whole local stack, supervised; SIGTERM or Ctrl-C stops all of it."""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from sentinelops import db, embedded
+from sentinelops.settings import Settings
+
+log = logging.getLogger("sentinelops.up")
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+WEBHOOK_PATH = "/api/v1/webhooks/stripe"
+STOP_GRACE_SECONDS = 15
+
+
+class _Stop(Exception):
+    pass
+
+
+def _raise_stop(signum: int, frame: object) -> None:
+    raise _Stop(signal.Signals(signum).name)
+
+
+def _local_secret(path: Path, prefix: str) -> str:
+    """A generated secret kept under SENTINELOPS_HOME (0600), reused on the next start."""
+    if path.exists():
+        return path.read_text().strip()
+    value = prefix + secrets.token_urlsafe(32)
+    path.touch(mode=0o600)
+    path.write_text(value + "\n")
+    return value
+
+
+def _die_with_parent() -> None:
+    """Linux: the child gets SIGTERM if `up` itself is killed (SIGKILL cannot be trapped)."""
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
+def _start(name: str, argv: list[str], env: dict[str, str], logdir: Path) -> subprocess.Popen:
+    logfile = open(logdir / f"{name}.log", "ab")  # noqa: SIM115 - closed with the process
+    # Own process group: Dagster's webserver and daemon start children of their own, and a
+    # process group is the one handle that stops all of them.
+    proc = subprocess.Popen(
+        argv,
+        cwd=PROJECT_ROOT,
+        env=env,
+        stdout=logfile,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        preexec_fn=_die_with_parent,
+    )
+    return proc
+
+
+def _stop_all(procs: dict[str, subprocess.Popen]) -> None:
+    for proc in procs.values():
+        if proc.poll() is None:
+            _signal_group(proc, signal.SIGTERM)
+    deadline = time.monotonic() + STOP_GRACE_SECONDS
+    for name, proc in procs.items():
+        try:
+            proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            log.warning("%s ignored SIGTERM; killing it", name)
+    for proc in procs.values():
+        # Kill whatever is left in each group, the leader's grandchildren included.
+        _signal_group(proc, signal.SIGKILL)
+        proc.wait()
+
+
+def _signal_group(proc: subprocess.Popen, sig: signal.Signals) -> None:
+    try:
+        os.killpg(proc.pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def _wait_ready(url: str, procs: dict[str, subprocess.Popen], timeout: float = 120) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if any(p.poll() is not None for p in procs.values()):
+            return False
+        try:
+            with urllib.request.urlopen(url, timeout=2):  # noqa: S310 - our own loopback URL
+                return True
+        except OSError:
+            time.sleep(0.5)
+    return False
+
+
+def run_stack(settings: Settings, api_port: int = 8000, dagster_port: int = 3000) -> int:
+    home = settings.sentinelops_home
+    home.mkdir(parents=True, exist_ok=True)
+    signal.signal(signal.SIGTERM, _raise_stop)
+    signal.signal(signal.SIGINT, _raise_stop)
+    owns_db = False
+    procs: dict[str, subprocess.Popen] = {}
+    try:
+        if settings.database_url:
+            url = settings.database_url
+        else:
+            server, owns_db = embedded.start(home, owner_pid=os.getpid())
+            url = server.url()
+        applied = db.migrate(url)
+        log.info("migrations: %s", ", ".join(applied) or "up to date")
+        dagster_url = db.dagster_storage_url(url)
+        db.ensure_database(db.with_database(url, db.database_name(url) + "_dagster"))
+        dagster_home = home / "dagster"
+        dagster_home.mkdir(exist_ok=True)
+        shutil.copyfile(PROJECT_ROOT / "dagster.yaml", dagster_home / "dagster.yaml")
+
+        webhook_secret = ",".join(settings.webhook_secret_values) or _local_secret(
+            home / "webhook-secret", "whsec_"
+        )
+        api_token = ",".join(settings.api_token_values) or _local_secret(home / "api-token", "so_")
+        env = {
+            **os.environ,
+            "DATABASE_URL": url,
+            "SENTINELOPS_HOME": str(home),
+            "DAGSTER_HOME": str(dagster_home),
+            "SENTINELOPS_DAGSTER_STORAGE_URL": dagster_url,
+            "STRIPE_WEBHOOK_SECRET": webhook_secret,
+            "SENTINELOPS_API_TOKEN": api_token,
+        }
+        bindir = Path(sys.executable).parent
+        logdir = home / "logs"
+        logdir.mkdir(exist_ok=True)
+        commands = {
+            "api": [sys.executable, "-m", "sentinelops.cli", "api",
+                    "--host", "127.0.0.1", "--port", str(api_port)],
+            "dagster-webserver": [str(bindir / "dagster-webserver"), "-h", "127.0.0.1",
+                                  "-p", str(dagster_port), "-w", "workspace.yaml"],
+            "dagster-daemon": [str(bindir / "dagster-daemon"), "run", "-w", "workspace.yaml"],
+        }  # fmt: skip
+        for name, argv in commands.items():
+            procs[name] = _start(name, argv, env, logdir)
+        api_url = f"http://127.0.0.1:{api_port}"
+        ready = _wait_ready(f"{api_url}/api/v1/health", procs) and _wait_ready(
+            f"http://127.0.0.1:{dagster_port}/server_info", procs
+        )
+        if not ready:
+            log.error("the stack did not come up; logs are in %s", logdir)
+            return 1
+        _banner(settings, api_url, dagster_port, url, webhook_secret, api_token, logdir)
+        while True:
+            for name, proc in procs.items():
+                if proc.poll() is not None:
+                    log.error("%s exited with %s; stopping everything (logs in %s)",
+                              name, proc.returncode, logdir)  # fmt: skip
+                    return 1
+            time.sleep(0.5)
+    except _Stop as stop:
+        log.info("%s received; stopping", stop)
+        return 0
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        _stop_all(procs)
+        if owns_db:
+            embedded.stop(home)
+            log.info("embedded PostgreSQL stopped")
+
+
+def _banner(
+    settings: Settings,
+    api_url: str,
+    dagster_port: int,
+    url: str,
+    webhook_secret: str,
+    api_token: str,
+    logdir: Path,
+) -> None:
+    where = "external (DATABASE_URL)" if settings.database_url else "embedded"
+    generated_secret = not settings.webhook_secret_values
+    generated_token = not settings.api_token_values
+    lines = [
+        "",
+        "SentinelOps is up",
+        f"  API        {api_url}   (OpenAPI: {api_url}/docs)",
+        f"  Dagster UI http://127.0.0.1:{dagster_port}",
+        f"  Database   {where}, {db.database_name(url)} on the server of `sentinelops db url`",
+        f"  Logs       {logdir}",
+        f"  Webhook    {api_url}{WEBHOOK_PATH}",
+    ]
+    if generated_secret:
+        lines += [
+            f"  Webhook secret (generated, {settings.sentinelops_home / 'webhook-secret'}):",
+            f"    {webhook_secret}",
+            "  Forward real test-mode events with the Stripe CLI:",
+            f"    stripe listen --forward-to {api_url}{WEBHOOK_PATH}",
+            "    then restart with STRIPE_WEBHOOK_SECRET set to the whsec_ it prints",
+        ]
+    if generated_token:
+        lines += [
+            f"  API token (generated, {settings.sentinelops_home / 'api-token'}):",
+            f"    {api_token}",
+            f"    curl -H 'Authorization: Bearer {api_token}' {api_url}/api/v1/events",
+        ]
+    lines.append("Ctrl-C stops everything.")
+    print("\n".join(lines), flush=True)

@@ -1,0 +1,134 @@
+"""`sentinelops up` serves both ports and SIGTERM leaves nothing behind; the embedded server
+is adopted after its owner was killed."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import psutil
+import pytest
+
+from sentinelops import embedded
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def get(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return int(response.status)
+    except OSError:
+        return 0
+
+
+def gone(pid: int) -> bool:
+    """Exited (a zombie waiting for a reaper that is not ours counts as exited)."""
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def test_up_serves_api_and_dagster_and_sigterm_stops_everything(database_url, tmp_path):
+    api_port, dagster_port = free_port(), free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DAGSTER_", "STRIPE_"))}
+    env.update(SENTINELOPS_HOME=str(tmp_path), SENTINELOPS_API_TOKEN="", STRIPE_WEBHOOK_SECRET="")
+    external = "DATABASE_URL" in os.environ
+    if external:
+        env["DATABASE_URL"] = database_url  # the session's scratch database on that server
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "sentinelops.cli",
+            "up",
+            "--api-port",
+            str(api_port),
+            "--dagster-port",
+            str(dagster_port),
+        ],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        output = []
+        deadline = time.monotonic() + 120
+        for line in proc.stdout:  # type: ignore[union-attr]
+            output.append(line)
+            if "SentinelOps is up" in line or time.monotonic() > deadline:
+                break
+        assert "SentinelOps is up" in "".join(output), "".join(output)
+        assert get(f"http://127.0.0.1:{api_port}/api/v1/health") == 200
+        assert get(f"http://127.0.0.1:{dagster_port}/server_info") == 200
+        # Generated secrets are kept under SENTINELOPS_HOME for `demo` and the operator.
+        assert (tmp_path / "webhook-secret").read_text().startswith("whsec_")
+        assert (tmp_path / "api-token").stat().st_mode & 0o077 == 0
+        family = psutil.Process(proc.pid).children(recursive=True)
+        server = None if external else embedded.status(tmp_path)
+        assert external or server is not None
+
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    time.sleep(0.5)
+    assert [p.pid for p in family if not gone(p.pid)] == []
+    if server is not None:
+        assert gone(server.pid)
+        assert embedded.status(tmp_path) is None
+
+
+def test_a_server_orphaned_by_a_killed_owner_is_adopted_then_stopped(tmp_path):
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    first, owns_first = embedded.start(tmp_path, owner_pid=dead.pid)
+    try:
+        again, owns_again = embedded.start(tmp_path, owner_pid=os.getpid())
+        assert again.pid == first.pid  # reused, not a second server on the same data
+        assert owns_again
+        assert embedded.stop(tmp_path)
+        assert embedded.status(tmp_path) is None
+        assert gone(first.pid)
+    finally:
+        embedded.stop(tmp_path)
+
+
+@pytest.mark.parametrize("owner", ["alive", "manual"])
+def test_a_server_with_a_live_owner_is_shared_not_taken(tmp_path, owner):
+    owner_pid = os.getpid() if owner == "alive" else None
+    first, _ = embedded.start(tmp_path, owner_pid=owner_pid)
+    try:
+        child = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                "import sys; from pathlib import Path; from sentinelops import embedded;"
+                "s, owns = embedded.start(Path(sys.argv[1]), owner_pid=12345678);"
+                "print(s.pid, owns)",
+                str(tmp_path),
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=ROOT,
+        )
+        assert child.stdout.split() == [str(first.pid), "False"]
+    finally:
+        embedded.stop(tmp_path)

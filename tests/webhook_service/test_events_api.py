@@ -1,0 +1,108 @@
+"""GET /api/v1/events: behind the token, filtered, paged with every item exactly once."""
+
+from __future__ import annotations
+
+import pytest
+from fastapi.testclient import TestClient
+
+from tests.conftest import make_settings
+from tests.support import TOKEN, auth, event_with, signed_headers
+from webhook_service.main import create_app
+
+WEBHOOK = "/api/v1/webhooks/stripe"
+T0 = 1_780_000_000  # 2026-05-28
+
+
+def deliver(client: TestClient, name: str, event_id: str, created: int) -> None:
+    body = event_with(name, id=event_id, created=created)
+    assert client.post(WEBHOOK, content=body, headers=signed_headers(body)).status_code == 200
+
+
+@pytest.fixture
+def history(client):
+    """Twelve events: six created in the same second (ties broken by id), two types."""
+    ids = []
+    for n in range(12):
+        name = "charge.failed.json" if n % 2 else "charge.succeeded.json"
+        created = T0 + (0 if n < 6 else n * 60)
+        deliver(client, name, f"evt_test_{n:02d}", created)
+        ids.append(f"evt_test_{n:02d}")
+    return ids
+
+
+def all_pages(client: TestClient, **params) -> list[dict]:
+    items, cursor, pages = [], None, 0
+    while True:
+        query = {**params, **({"cursor": cursor} if cursor else {})}
+        page = client.get("/api/v1/events", params=query, headers=auth()).json()
+        items += page["items"]
+        pages += 1
+        cursor = page["next_cursor"]
+        if cursor is None:
+            return items
+        assert pages < 50
+
+
+class TestListing:
+    @pytest.mark.parametrize("limit", [1, 5, 12, 500])
+    def test_pages_return_every_event_exactly_once_newest_first(self, client, history, limit):
+        items = all_pages(client, limit=limit)
+        assert sorted(i["id"] for i in items) == sorted(history)
+        keys = [(i["created"], i["id"]) for i in items]
+        assert keys == sorted(keys, reverse=True)
+
+    def test_type_and_time_filters_combine(self, client, history):
+        items = all_pages(client, type="charge.failed", since="2026-05-28T20:33:00Z", limit=2)
+        assert [i["id"] for i in items] == ["evt_test_11", "evt_test_09", "evt_test_07"]
+        until = all_pages(client, until="2026-05-28T20:26:41Z")
+        assert {i["id"] for i in until} == {f"evt_test_{n:02d}" for n in range(6)}
+
+    def test_list_items_carry_the_envelope_not_the_payload(self, client, history):
+        item = client.get("/api/v1/events", params={"limit": 1}, headers=auth()).json()["items"][0]
+        assert item["source"] == "webhook" and item["deliveries"] == 1
+        assert item["created"].endswith("Z") and "payload" not in item
+
+    @pytest.mark.parametrize(
+        "params",
+        [{"limit": 0}, {"limit": 501}, {"cursor": "bm90LW91cnM"}, {"since": "yesterday"}],
+        ids=str,
+    )
+    def test_bad_query_is_422_with_the_error_shape(self, client, params):
+        response = client.get("/api/v1/events", params=params, headers=auth())
+        assert response.status_code == 422
+        assert set(response.json()) == {"error", "detail"}
+
+    def test_unknown_event_is_404(self, client):
+        response = client.get("/api/v1/events/evt_never", headers=auth())
+        assert response.status_code == 404
+        assert response.json()["error"] == "NotFound"
+
+
+class TestAuthentication:
+    @pytest.mark.parametrize(
+        "headers",
+        [{}, {"Authorization": "Bearer wrong"}, {"Authorization": f"Basic {TOKEN}"}],
+        ids=["no token", "wrong token", "wrong scheme"],
+    )
+    def test_reads_without_the_token_are_401(self, client, headers):
+        response = client.get("/api/v1/events", headers=headers)
+        assert response.status_code == 401
+        assert response.headers["www-authenticate"].startswith("Bearer")
+        assert TOKEN not in response.text
+
+    def test_any_of_several_tokens_is_accepted(self, database_url, tmp_path):
+        settings = make_settings(database_url, tmp_path, SENTINELOPS_API_TOKEN="first,second")
+        with TestClient(create_app(settings)) as client:
+            assert client.get("/api/v1/events", headers=auth("second")).status_code == 200
+
+    def test_no_token_configured_means_closed_not_open(self, database_url, tmp_path):
+        settings = make_settings(database_url, tmp_path, SENTINELOPS_API_TOKEN="")
+        with TestClient(create_app(settings)) as client:
+            response = client.get("/api/v1/events")
+        assert response.status_code == 503
+        assert "SENTINELOPS_API_TOKEN" in response.json()["detail"]
+
+    def test_public_reads_open_the_get_endpoints(self, database_url, tmp_path):
+        settings = make_settings(database_url, tmp_path, SENTINELOPS_PUBLIC_READS="true")
+        with TestClient(create_app(settings)) as client:
+            assert client.get("/api/v1/events").status_code == 200

@@ -1,0 +1,91 @@
+"""One error base for the HTTP service; one handler renders every error the same way."""
+
+from __future__ import annotations
+
+import logging
+
+import psycopg
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from psycopg_pool import PoolTimeout
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+log = logging.getLogger(__name__)
+
+
+class SentinelOpsError(Exception):
+    status_code = 500
+
+    def __init__(
+        self, message: str, status_code: int | None = None, headers: dict[str, str] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        if status_code is not None:
+            self.status_code = status_code
+        self.headers = headers or {}
+
+    @property
+    def name(self) -> str:
+        return type(self).__name__
+
+    def body(self) -> dict:
+        return {"error": self.name, "detail": self.message}
+
+
+class DatabaseUnavailable(SentinelOpsError):
+    status_code = 503
+
+
+class NotFound(SentinelOpsError):
+    status_code = 404
+
+
+class InvalidCursor(SentinelOpsError):
+    status_code = 422
+
+
+def error_response(
+    status_code: int, name: str, detail: str, headers: dict[str, str] | None = None, **extra: object
+) -> JSONResponse:
+    return JSONResponse(
+        {"error": name, "detail": detail, **extra}, status_code=status_code, headers=headers
+    )
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(SentinelOpsError)
+    async def _domain(request: Request, exc: SentinelOpsError) -> JSONResponse:
+        return JSONResponse(exc.body(), status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        parts = []
+        for error in exc.errors():
+            where = ".".join(
+                str(p) for p in error.get("loc", ()) if p not in ("query", "path", "body")
+            )
+            parts.append(f"{where}: {error.get('msg')}" if where else str(error.get("msg")))
+        return error_response(422, "ValidationError", "; ".join(parts) or "invalid request")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        names = {404: "NotFound", 405: "MethodNotAllowed"}
+        return error_response(
+            exc.status_code,
+            names.get(exc.status_code, "HTTPError"),
+            str(exc.detail),
+            headers=getattr(exc, "headers", None),
+        )
+
+    @app.exception_handler(psycopg.OperationalError)
+    @app.exception_handler(PoolTimeout)
+    async def _database(request: Request, exc: Exception) -> JSONResponse:
+        log.warning("database unavailable: %s", type(exc).__name__)
+        return error_response(
+            503,
+            "DatabaseUnavailable",
+            "the database is unavailable; retry later",
+            headers={"Retry-After": "5"},
+        )

@@ -1,0 +1,54 @@
+"""GET /api/v1/events and /api/v1/events/{event_id}: what was received, behind the token."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Path, Query
+
+from webhook_service.deps import PoolDep, require_read
+from webhook_service.errors import NotFound
+from webhook_service.events import repository
+from webhook_service.events.schemas import EventDetail, EventPage, EventSummary
+from webhook_service.pagination import decode_cursor, encode_cursor
+from webhook_service.schemas import ErrorBody
+
+router = APIRouter(
+    tags=["events"],
+    dependencies=[Depends(require_read)],
+    responses={401: {"model": ErrorBody}, 422: {"model": ErrorBody}, 503: {"model": ErrorBody}},
+)
+
+
+@router.get("/events", response_model=EventPage, summary="List stored Stripe events, newest first")
+async def list_events(
+    pool: PoolDep,
+    type: Annotated[str | None, Query(description="Stripe event type, e.g. charge.failed")] = None,
+    since: Annotated[datetime | None, Query(description="created at or after (ISO 8601)")] = None,
+    until: Annotated[datetime | None, Query(description="created before (ISO 8601)")] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
+) -> EventPage:
+    after = decode_cursor(cursor, (datetime, str)) if cursor else None
+    async with pool.connection() as conn:
+        rows = await repository.list_events(
+            conn, type=type, since=since, until=until, after=after, limit=limit + 1
+        )
+    page, more = rows[:limit], len(rows) > limit
+    next_cursor = encode_cursor(page[-1]["created"], page[-1]["id"]) if more else None
+    return EventPage(items=[EventSummary(**row) for row in page], next_cursor=next_cursor)
+
+
+@router.get(
+    "/events/{event_id}",
+    response_model=EventDetail,
+    responses={404: {"model": ErrorBody}},
+    summary="One stored event by its Stripe id",
+)
+async def get_event(pool: PoolDep, event_id: Annotated[str, Path(max_length=255)]) -> EventDetail:
+    async with pool.connection() as conn:
+        row = await repository.get_event(conn, event_id)
+    if row is None:
+        raise NotFound(f"event {event_id} was never received")
+    return EventDetail(**row)

@@ -1,0 +1,68 @@
+"""create_app(): the HTTP service. The lifespan owns the one connection pool of the process."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from psycopg_pool import AsyncConnectionPool
+
+from sentinelops.db import database_url
+from sentinelops.settings import Settings, get_settings
+from webhook_service.errors import install_error_handlers
+from webhook_service.events.endpoints import router as events_router
+from webhook_service.health import router as health_router
+from webhook_service.metrics import Metrics
+from webhook_service.stripe_webhooks.endpoints import router as webhook_router
+
+log = logging.getLogger(__name__)
+
+
+def make_pool(settings: Settings) -> AsyncConnectionPool:
+    return AsyncConnectionPool(
+        database_url(settings),
+        min_size=min(2, settings.db_pool_max_size),
+        max_size=settings.db_pool_max_size,
+        timeout=settings.db_timeout_seconds,
+        # One cheap round trip per checkout, so a restarted database costs no failed requests.
+        check=AsyncConnectionPool.check_connection,
+        # A dead server must surface as a fast 503, not a hung request.
+        kwargs={"application_name": "sentinelops-api", "connect_timeout": 3},
+        open=False,
+    )
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        pool = make_pool(settings)
+        # Don't wait: an API started while the database is down still answers (503) and
+        # recovers by itself once the database is back.
+        await pool.open(wait=False)
+        app.state.pool = pool
+        if not settings.webhook_secret_values:
+            log.warning("STRIPE_WEBHOOK_SECRET is unset: the webhook answers 503 until it is set")
+        if not settings.api_token_values and not settings.public_reads:
+            log.warning("SENTINELOPS_API_TOKEN is unset: /api/v1 reads answer 503 until it is set")
+        try:
+            yield
+        finally:
+            await pool.close()
+
+    app = FastAPI(
+        title="SentinelOps",
+        version="0.1.0",
+        description="Stripe webhook ingestion and revenue-operations anomalies.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.metrics = Metrics()
+    install_error_handlers(app)
+    app.include_router(webhook_router, prefix="/api/v1")
+    app.include_router(events_router, prefix="/api/v1")
+    app.include_router(health_router)
+    return app

@@ -1,0 +1,23 @@
+"""Response-model base shared by every router."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import BaseModel, field_serializer
+
+
+class UTCModel(BaseModel):
+    """Every timestamp leaves the API as ISO 8601 in UTC (`…Z`)."""
+
+    @field_serializer("*", when_used="json")
+    def _utc(self, value: Any) -> Any:
+        if isinstance(value, datetime):
+            return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+        return value
+
+
+class ErrorBody(BaseModel):
+    error: str
+    detail: str

@@ -1,0 +1,141 @@
+"""Verify a Stripe webhook on its raw bytes and say precisely why one is rejected."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import stripe
+
+from webhook_service.errors import SentinelOpsError
+
+# Reason code -> the outcome label it counts under in /metrics.
+REASON_OUTCOMES = {
+    "missing_header": "invalid_signature",
+    "malformed_header": "invalid_signature",
+    "timestamp_out_of_tolerance": "invalid_signature",
+    "signature_mismatch": "invalid_signature",
+    "malformed_json": "malformed",
+    "too_large": "too_large",
+}
+
+
+class WebhookRejected(SentinelOpsError):
+    status_code = 400
+
+    def __init__(self, reason: str, message: str, status_code: int = 400) -> None:
+        super().__init__(message, status_code)
+        self.reason = reason
+
+    @property
+    def name(self) -> str:
+        return {"malformed_json": "MalformedPayload", "too_large": "PayloadTooLarge"}.get(
+            self.reason, "InvalidSignature"
+        )
+
+    @property
+    def outcome(self) -> str:
+        return REASON_OUTCOMES[self.reason]
+
+    def body(self) -> dict:
+        return {**super().body(), "reason": self.reason}
+
+
+class WebhookNotConfigured(SentinelOpsError):
+    status_code = 503
+
+
+@dataclass(frozen=True)
+class VerifiedEvent:
+    id: str
+    type: str
+    created: int
+    livemode: bool
+    api_version: str | None
+    account: str | None
+    payload: str  # the verified body, stored as-is (PostgreSQL parses it into JSONB)
+
+
+def _parse_header(header: str) -> tuple[int, list[str]]:
+    timestamp: int | None = None
+    signatures = []
+    for item in header.split(","):
+        key, sep, value = item.strip().partition("=")
+        if not sep:
+            continue
+        if key == "t":
+            try:
+                timestamp = int(value)
+            except ValueError:
+                timestamp = None
+        elif key == "v1" and value:
+            signatures.append(value)
+    if timestamp is None or not signatures:
+        raise WebhookRejected(
+            "malformed_header", "Stripe-Signature must carry t=<timestamp> and v1=<signature>"
+        )
+    return timestamp, signatures
+
+
+def verify(body: bytes, header: str | None, secrets: list[str], tolerance: int) -> VerifiedEvent:
+    """The verified event, or WebhookRejected with the reason code."""
+    if not header:
+        raise WebhookRejected("missing_header", "the Stripe-Signature header is missing")
+    timestamp, _ = _parse_header(header)
+    if abs(time.time() - timestamp) > tolerance:
+        raise WebhookRejected(
+            "timestamp_out_of_tolerance",
+            f"the signature timestamp is more than {tolerance} s from now (replay or clock skew)",
+        )
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        # Stripe signs UTF-8 text; bytes that are not UTF-8 cannot carry its signature.
+        raise WebhookRejected("signature_mismatch", "no signature matches the payload") from None
+    for secret in secrets:  # several during a secret rotation
+        try:
+            event = stripe.Webhook.construct_event(text, header, secret, tolerance)
+        except stripe.SignatureVerificationError:
+            continue
+        except (ValueError, TypeError, AttributeError):
+            raise WebhookRejected("malformed_json", "the signed body is not valid JSON") from None
+        return _to_verified(event, text)
+    raise WebhookRejected("signature_mismatch", "no signature matches the payload for any secret")
+
+
+def _field(event: stripe.Event, key: str) -> object:
+    try:
+        return event[key]
+    except (KeyError, TypeError):
+        return None
+
+
+def _to_verified(event: stripe.Event, text: str) -> VerifiedEvent:
+    event_id, event_type = _field(event, "id"), _field(event, "type")
+    created, livemode = _field(event, "created"), _field(event, "livemode")
+    if (
+        _field(event, "object") != "event"
+        or not isinstance(event_id, str)
+        or not event_id.startswith("evt_")
+        or not isinstance(event_type, str)
+        or not event_type
+        or not isinstance(created, int)
+        or isinstance(created, bool)
+        or not isinstance(livemode, bool)
+        or "\\u0000" in text  # JSONB cannot hold NUL; Stripe never sends it
+    ):
+        raise WebhookRejected(
+            "malformed_json",
+            "the signed body is not a Stripe event (needs object=event, id evt_…, type, created,"
+            " livemode)",
+        )
+    api_version, account = _field(event, "api_version"), _field(event, "account")
+    return VerifiedEvent(
+        id=event_id,
+        type=event_type,
+        created=created,
+        livemode=livemode,
+        api_version=api_version if isinstance(api_version, str) else None,
+        account=account if isinstance(account, str) else None,
+        payload=text,
+    )
