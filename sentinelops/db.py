@@ -64,6 +64,12 @@ def dagster_storage_url(url: str) -> str:
     return f"postgresql+psycopg2://{auth}{host}:{port}/{database_name(url)}_dagster"
 
 
+def ensure_dagster_database(url: str) -> str:
+    """Create Dagster's database beside `url`'s if missing; its SQLAlchemy URL."""
+    ensure_database(with_database(url, database_name(url) + "_dagster"))
+    return dagster_storage_url(url)
+
+
 def ensure_database(url: str) -> bool:
     """Create the database `url` names if it is missing; True if it was created."""
     name = database_name(url)

@@ -60,6 +60,7 @@ class Settings(BaseSettings):
     )
     public_reads: bool = Field(default=False, alias="SENTINELOPS_PUBLIC_READS")
 
+    rules_file: str | None = Field(default=None, alias="SENTINELOPS_RULES_FILE")
     partitions_start: str = Field(default="2026-01-01", alias="SENTINELOPS_PARTITIONS_START")
 
     db_pool_max_size: int = Field(default=10, ge=1, alias="SENTINELOPS_DB_POOL_SIZE")
@@ -85,7 +86,7 @@ class Settings(BaseSettings):
     def _check_api_tokens(cls, value: list[SecretStr]) -> list[SecretStr]:
         return _refuse_placeholders("SENTINELOPS_API_TOKEN", value)
 
-    @field_validator("database_url", "openai_base_url", mode="before")
+    @field_validator("database_url", "openai_base_url", "rules_file", mode="before")
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:
         return None if value == "" else value

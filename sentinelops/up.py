@@ -117,8 +117,7 @@ def run_stack(settings: Settings, api_port: int = 8000, dagster_port: int = 3000
             url = server.url()
         applied = db.migrate(url)
         log.info("migrations: %s", ", ".join(applied) or "up to date")
-        dagster_url = db.dagster_storage_url(url)
-        db.ensure_database(db.with_database(url, db.database_name(url) + "_dagster"))
+        db.ensure_dagster_database(url)
         dagster_home = home / "dagster"
         dagster_home.mkdir(exist_ok=True)
         shutil.copyfile(PROJECT_ROOT / "dagster.yaml", dagster_home / "dagster.yaml")
@@ -132,7 +131,6 @@ def run_stack(settings: Settings, api_port: int = 8000, dagster_port: int = 3000
             "DATABASE_URL": url,
             "SENTINELOPS_HOME": str(home),
             "DAGSTER_HOME": str(dagster_home),
-            "SENTINELOPS_DAGSTER_STORAGE_URL": dagster_url,
             "STRIPE_WEBHOOK_SECRET": webhook_secret,
             "SENTINELOPS_API_TOKEN": api_token,
         }
@@ -140,12 +138,27 @@ def run_stack(settings: Settings, api_port: int = 8000, dagster_port: int = 3000
         logdir = home / "logs"
         logdir.mkdir(exist_ok=True)
         commands = {
-            "api": [sys.executable, "-m", "sentinelops.cli", "api",
-                    "--host", "127.0.0.1", "--port", str(api_port)],
-            "dagster-webserver": [str(bindir / "dagster-webserver"), "-h", "127.0.0.1",
-                                  "-p", str(dagster_port), "-w", "workspace.yaml"],
+            "api": [
+                sys.executable,
+                "-m",
+                "sentinelops.cli",
+                "api",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(api_port),
+            ],
+            "dagster-webserver": [
+                str(bindir / "dagster-webserver"),
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(dagster_port),
+                "-w",
+                "workspace.yaml",
+            ],
             "dagster-daemon": [str(bindir / "dagster-daemon"), "run", "-w", "workspace.yaml"],
-        }  # fmt: skip
+        }
         for name, argv in commands.items():
             procs[name] = _start(name, argv, env, logdir)
         api_url = f"http://127.0.0.1:{api_port}"
@@ -159,8 +172,12 @@ def run_stack(settings: Settings, api_port: int = 8000, dagster_port: int = 3000
         while True:
             for name, proc in procs.items():
                 if proc.poll() is not None:
-                    log.error("%s exited with %s; stopping everything (logs in %s)",
-                              name, proc.returncode, logdir)  # fmt: skip
+                    log.error(
+                        "%s exited with %s; stopping everything (logs in %s)",
+                        name,
+                        proc.returncode,
+                        logdir,
+                    )
                     return 1
             time.sleep(0.5)
     except _Stop as stop:

@@ -1,0 +1,144 @@
+"""Rule definitions: thresholds, windows, severities and on/off switches, loaded from TOML.
+
+Changing a threshold or turning a rule off is an edit of `rules.toml` (or of the file
+`SENTINELOPS_RULES_FILE` names), validated here at load; no code changes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tomllib
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from sentinelops_pipelines.rules.model import Severity
+
+COUNTABLE = (
+    "refunds",
+    "disputes",
+    "subscriptions_cancelled",
+    "invoice_payments_failed",
+    "subscriptions_created",
+    "payments_failed",
+    "payment_attempts",
+    "events",
+)
+
+
+class _Rule(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: bool = True
+    description: str = ""
+    # History needed before a baseline counts: same hour of week (12 windows a week) first,
+    # then the 30-day average (288 windows a day).
+    min_same_hour_windows: int = Field(default=24, ge=0)
+    min_history_windows: int = Field(default=288, ge=0)
+
+    @property
+    def version(self) -> str:
+        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True)
+        return hashlib.sha256(canonical.encode()).hexdigest()[:12]
+
+
+class Factors(BaseModel):
+    """Multiples of the baseline at which each severity starts."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    low: float = Field(gt=1)
+    medium: float
+    high: float
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Factors:
+        if not self.low <= self.medium <= self.high:
+            raise ValueError("factors must rise: low <= medium <= high")
+        return self
+
+    def severity(self, ratio: float) -> Severity | None:
+        for name in ("high", "medium", "low"):
+            if ratio >= getattr(self, name):
+                return name  # type: ignore[return-value]
+        return None
+
+
+class FailureRateRule(_Rule):
+    kind: Literal["failure_rate"]
+    min_attempts_5m: int = Field(ge=1)
+    min_attempts_30m: int = Field(ge=1)
+    rate_factor: float = Field(gt=1)  # the rate must reach baseline x this ...
+    min_rate_increase: float = Field(ge=0)  # ... and baseline + this ...
+    min_rate: float = Field(ge=0, le=1)  # ... and this, whatever the baseline
+    min_baseline_attempts: int = Field(ge=1)
+    default_baseline_rate: float = Field(ge=0, le=1)
+    severity_both: Severity = "high"
+    severity_30m_only: Severity = "medium"
+    severity_5m_only: Severity = "low"
+
+
+class CountRule(_Rule):
+    kind: Literal["count_spike"]
+    metrics: list[Literal[COUNTABLE]] = Field(min_length=1)  # type: ignore[valid-type]
+    window_minutes: Literal[5, 30] = 30
+    min_count: int = Field(ge=1)
+    min_expected: float = Field(gt=0)  # floor for the baseline, so tiny baselines don't fire
+    factors: Factors
+    first_in_quiet_account: Severity | None = None  # first one ever in 30 days
+
+
+class AmountRule(_Rule):
+    kind: Literal["amount_spike"]
+    min_history_payments: int = Field(ge=1)
+    factors: Factors
+
+
+class IntegrityRule(_Rule):
+    kind: Literal["integrity"]
+    min_invalid: int = Field(ge=1)
+    share_medium: float = Field(gt=0, le=1)  # invalid share of all attempts for medium
+    severity_all_invalid: Severity = "high"
+
+
+class SilenceRule(_Rule):
+    kind: Literal["silence"]
+    window_minutes: Literal[5, 30] = 30
+    min_expected: dict[Severity, float]  # expected events in the window for each severity
+
+    @model_validator(mode="after")
+    def _has_low(self) -> SilenceRule:
+        if "low" not in self.min_expected:
+            raise ValueError("min_expected needs at least a 'low' threshold")
+        return self
+
+
+RuleDefinition = Annotated[
+    FailureRateRule | CountRule | AmountRule | IntegrityRule | SilenceRule,
+    Field(discriminator="kind"),
+]
+
+
+class RuleBook(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    quiet_gap_minutes: int = Field(default=30, ge=0)  # breaches closer than this are one incident
+    rules: dict[str, RuleDefinition]
+
+    def enabled(self) -> dict[str, RuleDefinition]:
+        return {name: rule for name, rule in self.rules.items() if rule.enabled}
+
+
+def default_rules_text() -> str:
+    return resources.files("sentinelops_pipelines.rules").joinpath("rules.toml").read_text()
+
+
+def load_rules(path: str | Path | None = None) -> RuleBook:
+    """The rule book from `path`, else the packaged `rules.toml`; ValueError if invalid."""
+    text = Path(path).read_text() if path else default_rules_text()
+    try:
+        return RuleBook.model_validate(tomllib.loads(text))
+    except (tomllib.TOMLDecodeError, ValueError) as exc:
+        raise ValueError(f"invalid rule definitions in {path or 'rules.toml'}: {exc}") from exc

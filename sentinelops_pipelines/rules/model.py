@@ -1,0 +1,90 @@
+"""What a rule sees (one 5-minute window with its baselines) and what it says (a finding).
+
+Pure data: no Dagster, no SQL. The repository builds `Window`s from the rollup tables.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+Severity = Literal["low", "medium", "high"]
+SEVERITY_RANK: dict[str, int] = {"low": 1, "medium": 2, "high": 3}
+WINDOW = timedelta(minutes=5)
+
+
+def higher(a: str, b: str) -> str:
+    return a if SEVERITY_RANK[a] >= SEVERITY_RANK[b] else b
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """Expected value of a metric per 5-minute window, and where that expectation comes from."""
+
+    per_window: float
+    source: Literal["same_hour_of_week", "30_day_average", "none"]
+    windows: int  # how many history windows it rests on
+
+    def expected(self, minutes: int) -> float:
+        return self.per_window * minutes / 5
+
+
+@dataclass(frozen=True)
+class AmountWindow:
+    """Successful payments of one currency in the window, with 30-day history from the rollup."""
+
+    currency: str
+    payments: int
+    amount_max: int
+    max_event_id: str
+    history_payments: int
+    history_amount: int
+    history_log_amount: float
+    history_windows: int
+
+
+@dataclass(frozen=True)
+class Window:
+    start: datetime
+    current: dict[str, int]  # this 5-minute window
+    last_30m: dict[str, int]  # the six windows ending with this one
+    history_30d: dict[str, int]  # sums over the 30 days before this window
+    windows_30d: int
+    same_hour: dict[str, int]  # sums over the same hour of week, previous four weeks
+    windows_same_hour: int
+    amounts: list[AmountWindow] = field(default_factory=list)
+
+    @property
+    def end(self) -> datetime:
+        return self.start + WINDOW
+
+    def value(self, metric: str, minutes: int = 5) -> int:
+        return (self.last_30m if minutes == 30 else self.current).get(metric, 0)
+
+    def baseline(self, metric: str, min_same_hour_windows: int, min_30d_windows: int) -> Baseline:
+        """Same hour of week when enough weeks exist, else the 30-day average, else none."""
+        if self.windows_same_hour >= min_same_hour_windows > 0:
+            total = self.same_hour.get(metric, 0)
+            return Baseline(
+                total / self.windows_same_hour, "same_hour_of_week", self.windows_same_hour
+            )
+        if self.windows_30d >= min_30d_windows > 0:
+            total = self.history_30d.get(metric, 0)
+            return Baseline(total / self.windows_30d, "30_day_average", self.windows_30d)
+        return Baseline(0.0, "none", max(self.windows_30d, self.windows_same_hour))
+
+
+@dataclass(frozen=True)
+class Finding:
+    """A rule's verdict that this window breaches: what an anomaly is made of."""
+
+    rule: str
+    scope: str
+    severity: Severity
+    title: str
+    window_start: datetime
+    evidence: dict[str, Any]
+    # Raw events of these types in [sample_since, window end) illustrate the finding.
+    sample_types: tuple[str, ...] = ()
+    sample_since: datetime | None = None

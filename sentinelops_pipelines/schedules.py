@@ -1,0 +1,33 @@
+"""Schedules: on by default, so `make run` watches without a click."""
+
+from datetime import UTC, datetime, timedelta
+
+import dagster as dg
+
+from sentinelops_pipelines.jobs import rules_job
+from sentinelops_pipelines.partitions import five_minute_partitions
+
+# A minute after each window closes, so events created in its last seconds have arrived.
+RULES_CRON = "1-59/5 * * * *"
+
+
+def latest_complete_window(moment: datetime) -> datetime:
+    end = moment.replace(second=0, microsecond=0) - timedelta(minutes=moment.minute % 5)
+    return end - timedelta(minutes=5)
+
+
+@dg.schedule(
+    job=rules_job,
+    cron_schedule=RULES_CRON,
+    execution_timezone="UTC",
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+    description="Evaluate the rules on each 5-minute window shortly after it closes.",
+)
+def rules_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest | dg.SkipReason:
+    start = latest_complete_window(context.scheduled_execution_time.astimezone(UTC))
+    key = start.strftime("%Y-%m-%d-%H:%M")
+    # Compare with the start rather than list the keys: listing every 5-minute key since the
+    # start costs seconds.
+    if start < five_minute_partitions.start:
+        return dg.SkipReason(f"window {key} is before the partitions start")
+    return dg.RunRequest(run_key=key, partition_key=key)

@@ -1,0 +1,163 @@
+"""SQL that turns findings into anomalies: one anomaly per incident, every re-run a no-op.
+
+Each breaching (rule, scope, window) is a row of `anomaly_windows` with a primary key, so a
+window is counted once however often it is evaluated. A breach within the quiet gap of an
+unresolved anomaly of the same rule and scope extends it (its window grows, its severity may
+rise, never fall); otherwise it opens a new one. An advisory lock per (rule, scope) makes
+concurrent runs queue instead of racing.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Literal
+
+from psycopg import Connection
+from psycopg.types.json import Jsonb
+
+from sentinelops_pipelines.rules.model import SEVERITY_RANK, WINDOW, Finding, higher
+
+Outcome = Literal["opened", "extended", "escalated", "unchanged"]
+ACTOR = "rules"
+
+SAMPLE_IDS = """
+SELECT id FROM stripe_events
+ WHERE created >= %(since)s AND created < %(end)s AND type = ANY(%(types)s)
+ ORDER BY created, id LIMIT 5
+"""
+
+FIND_INCIDENT = """
+SELECT id, severity, window_start, window_end FROM anomalies
+ WHERE rule = %(rule)s AND scope = %(scope)s AND status <> 'resolved'
+   AND window_start <= %(end)s + %(gap)s AND window_end >= %(start)s - %(gap)s
+ ORDER BY window_end DESC LIMIT 1
+   FOR UPDATE
+"""
+
+OPEN_ANOMALY = """
+INSERT INTO anomalies (rule, scope, severity, title, window_start, window_end, evidence)
+VALUES (%(rule)s, %(scope)s, %(severity)s, %(title)s, %(start)s, %(end)s, %(evidence)s)
+RETURNING id
+"""
+
+EXTEND_ANOMALY = """
+UPDATE anomalies
+   SET window_start = least(window_start, %(start)s),
+       window_end = greatest(window_end, %(end)s),
+       severity = %(severity)s,
+       title = CASE WHEN %(escalated)s THEN %(title)s ELSE title END,
+       evidence = CASE WHEN %(escalated)s THEN %(evidence)s ELSE evidence END
+                  || jsonb_build_object('windows_breached',
+                         (SELECT count(*) FROM anomaly_windows WHERE anomaly_id = %(id)s)),
+       updated_at = now()
+ WHERE id = %(id)s
+"""
+
+ADD_WINDOW = """
+INSERT INTO anomaly_windows (rule, scope, window_start, anomaly_id, severity, evidence)
+VALUES (%(rule)s, %(scope)s, %(start)s, %(id)s, %(severity)s, %(evidence)s)
+"""
+
+OPENING = """
+INSERT INTO anomaly_history (anomaly_id, from_status, to_status, actor, note)
+VALUES (%(id)s, NULL, 'open', %(actor)s, %(note)s)
+"""
+
+
+def sample_event_ids(conn: Connection, finding: Finding) -> list[str]:
+    if not finding.sample_types:
+        return []
+    rows = conn.execute(
+        SAMPLE_IDS,
+        {
+            "since": finding.sample_since or finding.window_start,
+            "end": finding.window_start + WINDOW,
+            "types": list(finding.sample_types),
+        },
+    ).fetchall()
+    return [row[0] for row in rows]
+
+
+def record(conn: Connection, finding: Finding, quiet_gap: timedelta) -> Outcome:
+    """Write one finding; the caller's transaction commits it."""
+    conn.execute(
+        "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
+        (f"anomaly:{finding.rule}:{finding.scope}",),
+    )
+    start, end = finding.window_start, finding.window_start + WINDOW
+    key = {"rule": finding.rule, "scope": finding.scope, "start": start}
+    seen = conn.execute(
+        "SELECT anomaly_id, severity FROM anomaly_windows"
+        " WHERE rule = %(rule)s AND scope = %(scope)s AND window_start = %(start)s",
+        key,
+    ).fetchone()
+    evidence = {**finding.evidence, "window_start": start.isoformat()}
+    if "sample_event_ids" not in evidence:
+        evidence["sample_event_ids"] = sample_event_ids(conn, finding)
+    if seen is not None:
+        anomaly_id, window_severity = seen
+        if SEVERITY_RANK[finding.severity] <= SEVERITY_RANK[window_severity]:
+            return "unchanged"
+        # A late event made an evaluated window worse: keep the worse verdict.
+        conn.execute(
+            "UPDATE anomaly_windows SET severity = %(severity)s, evidence = %(evidence)s"
+            " WHERE rule = %(rule)s AND scope = %(scope)s AND window_start = %(start)s",
+            {**key, "severity": finding.severity, "evidence": Jsonb(evidence)},
+        )
+        current = conn.execute(
+            "SELECT severity FROM anomalies WHERE id = %s FOR UPDATE", (anomaly_id,)
+        ).fetchone()[0]  # type: ignore[index]
+        if SEVERITY_RANK[finding.severity] <= SEVERITY_RANK[current]:
+            return "unchanged"
+        return _extend(conn, anomaly_id, current, finding, evidence, start, end)
+    incident = conn.execute(FIND_INCIDENT, {**key, "end": end, "gap": quiet_gap}).fetchone()
+    if incident is None:
+        anomaly_id = conn.execute(
+            OPEN_ANOMALY,
+            {
+                **key,
+                "end": end,
+                "severity": finding.severity,
+                "title": finding.title,
+                "evidence": Jsonb({**evidence, "windows_breached": 1}),
+            },
+        ).fetchone()[0]  # type: ignore[index]
+        conn.execute(
+            ADD_WINDOW,
+            {**key, "id": anomaly_id, "severity": finding.severity, "evidence": Jsonb(evidence)},
+        )
+        conn.execute(OPENING, {"id": anomaly_id, "actor": ACTOR, "note": finding.title})
+        return "opened"
+    anomaly_id, severity = incident[0], incident[1]
+    conn.execute(
+        ADD_WINDOW,
+        {**key, "id": anomaly_id, "severity": finding.severity, "evidence": Jsonb(evidence)},
+    )
+    return _extend(conn, anomaly_id, severity, finding, evidence, start, end)
+
+
+def _extend(conn: Connection, anomaly_id: int, severity: str, finding: Finding,
+            evidence: dict, start: object, end: object) -> Outcome:  # fmt: skip
+    escalated = SEVERITY_RANK[finding.severity] > SEVERITY_RANK[severity]
+    conn.execute(
+        EXTEND_ANOMALY,
+        {"id": anomaly_id, "start": start, "end": end, "escalated": escalated,
+         "severity": higher(finding.severity, severity), "title": finding.title,
+         "evidence": Jsonb(evidence)},
+    )  # fmt: skip
+    return "escalated" if escalated else "extended"
+
+
+DUPLICATE_OPEN = """
+SELECT a.rule, a.scope, a.id, b.id
+  FROM anomalies a JOIN anomalies b
+    ON a.rule = b.rule AND a.scope = b.scope AND a.id < b.id
+   AND b.window_start <= a.window_end + %(gap)s AND b.window_end >= a.window_start - %(gap)s
+ WHERE a.status <> 'resolved' AND b.status <> 'resolved'
+ LIMIT 20
+"""
+
+
+def duplicate_open_incidents(conn: Connection, quiet_gap: timedelta) -> list[tuple]:
+    """Pairs of unresolved anomalies that should have been one incident (should be none)."""
+    return conn.execute(DUPLICATE_OPEN, {"gap": quiet_gap}).fetchall()

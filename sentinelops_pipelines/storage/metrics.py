@@ -1,0 +1,220 @@
+"""SQL for the 5-minute rollups and for the windows (with baselines) that rules read.
+
+Everything here is set-based: one statement rolls up a whole partition range, one statement
+computes every window's 30-minute sums and 30-day and same-hour-of-week baselines from the
+rollup. Raw events are scanned only for the range being rolled up.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from psycopg import Connection, sql
+from psycopg.rows import dict_row
+
+from sentinelops_pipelines.rules.model import AmountWindow, Window
+
+METRICS = (
+    "payment_attempts", "payments_failed", "payments_succeeded", "refunds", "disputes",
+    "subscriptions_created", "subscriptions_cancelled", "invoice_payments_failed",
+    "events", "events_received", "invalid_attempts",
+)  # fmt: skip
+
+BIN = "date_bin('5 minutes', {col}, TIMESTAMPTZ '2000-01-01 00:00:00+00')"
+
+# The payment an event is about: a failed card payment emits charge.failed and
+# payment_intent.payment_failed, both about one PaymentIntent, so payments are counted, not events.
+EVENTS_IN_RANGE = f"""
+ev AS (
+    SELECT id, type, {BIN.format(col="created")} AS window_start,
+           CASE WHEN type LIKE 'payment_intent.%%' THEN payload #>> '{{data,object,id}}'
+                ELSE coalesce(payload #>> '{{data,object,payment_intent}}',
+                              payload #>> '{{data,object,id}}') END AS payment_key,
+           CASE WHEN type = 'refund.created' THEN payload #>> '{{data,object,charge}}'
+                ELSE payload #>> '{{data,object,id}}' END AS object_key,
+           lower(payload #>> '{{data,object,currency}}') AS currency,
+           coalesce(payload #>> '{{data,object,amount_received}}',
+                    payload #>> '{{data,object,amount}}')::bigint AS amount
+      FROM stripe_events
+     WHERE created >= %(start)s AND created < %(end)s
+)"""
+
+ROLL_UP_METRICS = f"""
+WITH {EVENTS_IN_RANGE},
+windows AS (
+    SELECT generate_series(%(start)s::timestamptz, %(end)s::timestamptz - interval '5 minutes',
+                           interval '5 minutes') AS window_start
+),
+by_created AS (
+    SELECT window_start,
+           count(DISTINCT payment_key) FILTER (WHERE type IN ('charge.failed',
+               'payment_intent.payment_failed', 'charge.succeeded', 'payment_intent.succeeded'))
+               AS payment_attempts,
+           count(DISTINCT payment_key) FILTER (WHERE type IN ('charge.failed',
+               'payment_intent.payment_failed')) AS payments_failed,
+           count(DISTINCT payment_key) FILTER (WHERE type IN ('charge.succeeded',
+               'payment_intent.succeeded')) AS payments_succeeded,
+           count(DISTINCT object_key) FILTER (WHERE type IN ('charge.refunded', 'refund.created'))
+               AS refunds,
+           count(DISTINCT object_key) FILTER (WHERE type = 'charge.dispute.created') AS disputes,
+           count(DISTINCT object_key) FILTER (WHERE type = 'customer.subscription.created')
+               AS subscriptions_created,
+           count(DISTINCT object_key) FILTER (WHERE type = 'customer.subscription.deleted')
+               AS subscriptions_cancelled,
+           count(DISTINCT object_key) FILTER (WHERE type = 'invoice.payment_failed')
+               AS invoice_payments_failed,
+           count(*) AS events
+      FROM ev GROUP BY window_start
+),
+by_received AS (
+    SELECT {BIN.format(col="received_at")} AS window_start, count(*) AS events_received
+      FROM stripe_events WHERE received_at >= %(start)s AND received_at < %(end)s
+     GROUP BY 1
+),
+invalid AS (
+    SELECT {BIN.format(col="received_at")} AS window_start, count(*) AS invalid_attempts
+      FROM webhook_rejections WHERE received_at >= %(start)s AND received_at < %(end)s
+     GROUP BY 1
+)
+INSERT INTO window_metrics AS m (window_start, {", ".join(METRICS)}, computed_at)
+SELECT w.window_start, {", ".join(f"coalesce({c}, 0)" for c in METRICS)}, clock_timestamp()
+  FROM windows w
+  LEFT JOIN by_created USING (window_start)
+  LEFT JOIN by_received USING (window_start)
+  LEFT JOIN invalid USING (window_start)
+ON CONFLICT (window_start) DO UPDATE SET
+    {", ".join(f"{c} = EXCLUDED.{c}" for c in METRICS)}, computed_at = EXCLUDED.computed_at
+"""
+
+DELETE_AMOUNTS = """
+DELETE FROM window_amounts WHERE window_start >= %(start)s AND window_start < %(end)s
+"""
+
+ROLL_UP_AMOUNTS = f"""
+WITH {EVENTS_IN_RANGE},
+payments AS (
+    SELECT DISTINCT ON (window_start, payment_key) window_start, payment_key, currency, amount, id
+      FROM ev
+     WHERE type IN ('charge.succeeded', 'payment_intent.succeeded')
+       AND amount > 0 AND currency IS NOT NULL
+     ORDER BY window_start, payment_key, amount DESC, id
+)
+INSERT INTO window_amounts
+       (currency, window_start, payments, amount_sum, amount_max, max_event_id, log_amount_sum)
+SELECT currency, window_start, count(*), sum(amount), max(amount),
+       (array_agg(id ORDER BY amount DESC, id))[1], sum(ln(amount))
+  FROM payments GROUP BY currency, window_start
+"""
+
+
+def roll_up(conn: Connection, start: datetime, end: datetime) -> dict[str, int]:
+    """Recompute the rollups of [start, end); returns what was written."""
+    params = {"start": start, "end": end}
+    windows = conn.execute(ROLL_UP_METRICS, params).rowcount
+    conn.execute(DELETE_AMOUNTS, params)
+    amounts = conn.execute(ROLL_UP_AMOUNTS, params).rowcount
+    events = conn.execute(
+        "SELECT coalesce(sum(events), 0) FROM window_metrics"
+        " WHERE window_start >= %(start)s AND window_start < %(end)s",
+        params,
+    ).fetchone()
+    return {"windows": windows, "currency_windows": amounts, "events": int(events[0])}  # type: ignore[index]
+
+
+def _columns(template: str) -> sql.Composable:
+    return sql.SQL(", ").join(sql.SQL(template.format(m=m)) for m in METRICS)
+
+
+# For each window in range: its own values, the 30-minute sums ending with it, the 30 days
+# before it, and the same hour of week in the four weeks before it.
+WINDOWS = sql.SQL("""
+WITH span AS (
+    SELECT * FROM window_metrics
+     WHERE window_start >= %(start)s::timestamptz - interval '30 days'
+       AND window_start < %(end)s
+),
+rolled AS (
+    SELECT window_start, {current}, {sum_30m}, {sum_30d},
+           count(*) OVER d30 AS windows_30d
+      FROM span
+    WINDOW m30 AS (ORDER BY window_start
+                   RANGE BETWEEN interval '25 minutes' PRECEDING AND CURRENT ROW),
+           d30 AS (ORDER BY window_start
+                   RANGE BETWEEN interval '30 days' PRECEDING AND interval '5 minutes' PRECEDING)
+),
+hourly AS (
+    SELECT date_trunc('hour', window_start) AS hour, count(*) AS n, {hourly}
+      FROM span GROUP BY 1
+),
+same_hour AS (
+    SELECT r.window_start, sum(h.n) AS windows_same_hour, {sum_how}
+      FROM rolled r
+      CROSS JOIN generate_series(1, 4) AS k
+      JOIN hourly h ON h.hour = date_trunc('hour', r.window_start) - k * interval '7 days'
+     WHERE r.window_start >= %(start)s
+     GROUP BY r.window_start
+)
+SELECT r.*, coalesce(s.windows_same_hour, 0) AS windows_same_hour, {how_cols}
+  FROM rolled r LEFT JOIN same_hour s USING (window_start)
+ WHERE r.window_start >= %(start)s
+ ORDER BY r.window_start
+""").format(
+    current=_columns("{m}"),
+    sum_30m=_columns("sum({m}) OVER m30 AS {m}_30m"),
+    sum_30d=_columns("coalesce(sum({m}) OVER d30, 0) AS {m}_30d"),
+    hourly=_columns("sum({m}) AS {m}"),
+    sum_how=_columns("sum(h.{m}) AS {m}_how"),
+    how_cols=_columns("coalesce(s.{m}_how, 0) AS {m}_how"),
+)
+
+AMOUNTS = """
+WITH span AS (
+    SELECT * FROM window_amounts
+     WHERE window_start >= %(start)s::timestamptz - interval '30 days' AND window_start < %(end)s
+),
+rolled AS (
+    SELECT currency, window_start, payments, amount_max, max_event_id,
+           coalesce(sum(payments) OVER d30, 0) AS history_payments,
+           coalesce(sum(amount_sum) OVER d30, 0) AS history_amount,
+           coalesce(sum(log_amount_sum::numeric) OVER d30, 0) AS history_log_amount,
+           count(*) OVER d30 AS history_windows
+      FROM span
+    WINDOW d30 AS (PARTITION BY currency ORDER BY window_start
+                   RANGE BETWEEN interval '30 days' PRECEDING AND interval '5 minutes' PRECEDING)
+)
+SELECT * FROM rolled WHERE window_start >= %(start)s
+"""
+
+
+def load_windows(conn: Connection, start: datetime, end: datetime) -> list[Window]:
+    """Every rolled-up window in [start, end) with what the rules need to judge it."""
+    params = {"start": start, "end": end}
+    amounts: dict[datetime, list[AmountWindow]] = {}
+    with conn.cursor(row_factory=dict_row) as cur:
+        for row in cur.execute(AMOUNTS, params):
+            amounts.setdefault(row["window_start"], []).append(
+                AmountWindow(
+                    currency=row["currency"],
+                    payments=row["payments"],
+                    amount_max=row["amount_max"],
+                    max_event_id=row["max_event_id"],
+                    history_payments=int(row["history_payments"]),
+                    history_amount=int(row["history_amount"]),
+                    history_log_amount=float(row["history_log_amount"]),
+                    history_windows=int(row["history_windows"]),
+                )
+            )
+        rows = cur.execute(WINDOWS, params).fetchall()
+    return [
+        Window(
+            start=row["window_start"],
+            current={m: int(row[m]) for m in METRICS},
+            last_30m={m: int(row[f"{m}_30m"]) for m in METRICS},
+            history_30d={m: int(row[f"{m}_30d"]) for m in METRICS},
+            windows_30d=int(row["windows_30d"]),
+            same_hour={m: int(row[f"{m}_how"]) for m in METRICS},
+            windows_same_hour=int(row["windows_same_hour"]),
+            amounts=amounts.get(row["window_start"], []),
+        )
+        for row in rows
+    ]
