@@ -1,4 +1,4 @@
-"""`sentinelops up | db start|stop|url|migrate | api`."""
+"""`sentinelops up | db start|stop|url|migrate | api | seed-demo | demo`."""
 
 from __future__ import annotations
 
@@ -54,6 +54,21 @@ def cmd_up(args: argparse.Namespace) -> int:
     return run_stack(get_settings(), api_port=args.api_port, dagster_port=args.dagster_port)
 
 
+def cmd_seed_demo(args: argparse.Namespace) -> int:
+    from sentinelops.demo import seed_demo
+
+    url = db.database_url(get_settings())
+    ids = seed_demo(url)
+    print(f"demo anomalies: {', '.join(f'#{i}' for i in ids)} (list them with demo_only=true)")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from sentinelops.demo import run_demo
+
+    return run_demo(get_settings(), args.api.rstrip("/"))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sentinelops", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -75,6 +90,13 @@ def build_parser() -> argparse.ArgumentParser:
     api.add_argument("--workers", type=int, default=1)
     api.add_argument("--access-log", action="store_true", help="log every request (off: /metrics)")
     api.set_defaults(func=cmd_api)
+
+    seed = sub.add_parser("seed-demo", help="deterministic demo anomalies ([demo]), idempotent")
+    seed.set_defaults(func=cmd_seed_demo)
+
+    demo = sub.add_parser("demo", help="send signed demo traffic with a failure spike to the API")
+    demo.add_argument("--api", default="http://127.0.0.1:8000")
+    demo.set_defaults(func=cmd_demo)
     return parser
 
 

@@ -71,6 +71,9 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 400:
+            # FastAPI's only plain 400 is a body it could not parse: a validation error here.
+            return error_response(422, "ValidationError", f"body: {exc.detail}")
         names = {404: "NotFound", 405: "MethodNotAllowed"}
         return error_response(
             exc.status_code,

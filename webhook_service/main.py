@@ -11,6 +11,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from sentinelops.db import database_url
 from sentinelops.settings import Settings, get_settings
+from webhook_service.anomalies.endpoints import router as anomalies_router
 from webhook_service.errors import install_error_handlers
 from webhook_service.events.endpoints import router as events_router
 from webhook_service.health import router as health_router
@@ -64,5 +65,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     app.include_router(webhook_router, prefix="/api/v1")
     app.include_router(events_router, prefix="/api/v1")
+    app.include_router(anomalies_router, prefix="/api/v1")
     app.include_router(health_router)
     return app

@@ -24,5 +24,5 @@ def decode_cursor(cursor: str, kinds: tuple[type, ...]) -> tuple:
             datetime.fromisoformat(v) if kind is datetime else kind(v)
             for v, kind in zip(raw, kinds, strict=True)
         )
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, OverflowError):
         raise InvalidCursor("cursor is not one this API issued") from None

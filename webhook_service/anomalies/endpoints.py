@@ -1,0 +1,100 @@
+"""The anomaly API: list, one with its history, and status transitions."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Path, Query, Request
+
+from webhook_service.anomalies import repository, service
+from webhook_service.anomalies.lifecycle import Status
+from webhook_service.anomalies.schemas import (
+    Anomaly,
+    AnomalyDetail,
+    AnomalyPage,
+    Severity,
+    Sort,
+    StatusChange,
+)
+from webhook_service.deps import PoolDep, require_read, require_write
+from webhook_service.errors import InvalidCursor
+from webhook_service.pagination import decode_cursor, encode_cursor
+from webhook_service.schemas import ErrorBody
+
+router = APIRouter(
+    tags=["anomalies"],
+    responses={401: {"model": ErrorBody}, 422: {"model": ErrorBody}, 503: {"model": ErrorBody}},
+)
+AnomalyId = Annotated[int, Path(ge=1, le=2**63 - 1)]
+
+
+@router.get(
+    "/anomalies",
+    response_model=AnomalyPage,
+    dependencies=[Depends(require_read)],
+    summary="List anomalies",
+)
+async def list_anomalies(
+    pool: PoolDep,
+    only_open: Annotated[bool, Query(description="only unresolved (open or acknowledged)")] = False,
+    status: Status | None = None,
+    severity: Severity | None = None,
+    rule: Annotated[str | None, Query(max_length=100)] = None,
+    demo_only: Annotated[bool, Query(description="only `sentinelops seed-demo` anomalies")] = False,
+    sort: Sort = "severity_desc",
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
+) -> AnomalyPage:
+    after = None
+    if cursor:
+        # A cursor carries its sort, so a cursor from another sort order is refused, not misread.
+        decoded = decode_cursor(cursor, (str, *repository.cursor_kinds(sort)))
+        if decoded[0] != sort:
+            raise InvalidCursor(f"this cursor belongs to sort={decoded[0]}, not sort={sort}")
+        after = decoded[1:]
+    filters = {
+        "only_open": only_open,
+        "status": status,
+        "severity": severity,
+        "rule": rule,
+        "demo_only": demo_only,
+    }
+    async with pool.connection() as conn:
+        rows = await repository.list_anomalies(
+            conn, filters=filters, sort=sort, after=after, limit=limit + 1
+        )
+    page, more = rows[:limit], len(rows) > limit
+    next_cursor = encode_cursor(sort, *repository.cursor_key(sort, page[-1])) if more else None
+    return AnomalyPage(items=[Anomaly(**row) for row in page], next_cursor=next_cursor)
+
+
+@router.get(
+    "/anomalies/{anomaly_id}",
+    response_model=AnomalyDetail,
+    dependencies=[Depends(require_read)],
+    responses={404: {"model": ErrorBody}},
+    summary="One anomaly with its evidence and status history",
+)
+async def get_anomaly(pool: PoolDep, anomaly_id: AnomalyId) -> AnomalyDetail:
+    return AnomalyDetail(**await service.detail(pool, anomaly_id))
+
+
+@router.patch(
+    "/anomalies/{anomaly_id}",
+    response_model=AnomalyDetail,
+    dependencies=[Depends(require_write)],
+    responses={404: {"model": ErrorBody}, 409: {"model": ErrorBody}},
+    summary="Acknowledge, resolve or reopen an anomaly",
+)
+async def change_status(
+    request: Request, pool: PoolDep, anomaly_id: AnomalyId, change: StatusChange
+) -> AnomalyDetail:
+    row = await service.transition(pool, anomaly_id, change.status, _actor(request), change.note)
+    return AnomalyDetail(**row)
+
+
+def _actor(request: Request) -> str:
+    """Who made the change: a fingerprint of the token used, never the token itself."""
+    token = request.headers.get("authorization", "").partition(" ")[2]
+    return "api:" + hashlib.sha256(token.encode()).hexdigest()[:8]

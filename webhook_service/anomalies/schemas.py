@@ -1,0 +1,52 @@
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from webhook_service.anomalies.lifecycle import Status
+from webhook_service.schemas import UTCModel
+
+Severity = Literal["low", "medium", "high"]
+Sort = Literal["severity_desc", "detected_desc", "detected_asc"]
+
+
+class Anomaly(UTCModel):
+    id: int
+    rule: str
+    scope: str
+    severity: Severity
+    status: Status
+    title: str
+    window_start: datetime
+    window_end: datetime
+    detected_at: datetime
+    updated_at: datetime
+    acknowledged_at: datetime | None
+    resolved_at: datetime | None
+    evidence: dict[str, Any]
+
+
+class HistoryEntry(UTCModel):
+    from_status: Status | None
+    to_status: Status
+    at: datetime
+    actor: str
+    note: str | None
+
+
+class AnomalyDetail(Anomaly):
+    history: list[HistoryEntry]
+
+
+class AnomalyPage(BaseModel):
+    items: list[Anomaly]
+    next_cursor: str | None
+
+
+class StatusChange(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    status: Status
+    note: str | None = Field(default=None, max_length=2000)

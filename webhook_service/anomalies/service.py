@@ -1,0 +1,38 @@
+"""Anomaly use cases: the transition runs on a locked row and writes its history row."""
+
+from __future__ import annotations
+
+from psycopg_pool import AsyncConnectionPool
+
+from webhook_service.anomalies import repository
+from webhook_service.anomalies.lifecycle import Status, check_transition
+from webhook_service.errors import NotFound
+
+
+async def detail(pool: AsyncConnectionPool, anomaly_id: int) -> dict:
+    async with pool.connection() as conn:
+        row = await repository.get_anomaly(conn, anomaly_id)
+        if row is None:
+            raise NotFound(f"anomaly {anomaly_id} does not exist")
+        row["history"] = await repository.history(conn, anomaly_id)
+    return row
+
+
+async def transition(
+    pool: AsyncConnectionPool, anomaly_id: int, target: Status, actor: str, note: str | None
+) -> dict:
+    """Move an anomaly to `target`; InvalidTransition (409) for a disallowed or no-op move."""
+    async with pool.connection() as conn:
+        async with conn.transaction():
+            # The row lock makes concurrent PATCHes queue, so each sees the status the
+            # previous one left and the history stays a consistent chain.
+            row = await repository.get_anomaly(conn, anomaly_id, lock=True)
+            if row is None:
+                raise NotFound(f"anomaly {anomaly_id} does not exist")
+            current = Status(row["status"])
+            check_transition(anomaly_id, current, target)
+            await repository.set_status(conn, anomaly_id, current, target, actor, note)
+        row = await repository.get_anomaly(conn, anomaly_id)
+        assert row is not None
+        row["history"] = await repository.history(conn, anomaly_id)
+    return row
