@@ -150,6 +150,7 @@ def evaluate(settings: Settings, first: datetime, last: datetime) -> bool:
             [stripe_events, window_metrics, anomalies],
             selection=[window_metrics, anomalies],
             instance=instance,
+            run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
             resources={
                 "postgres": PostgresResource(database_url=database_url(settings)),
                 "rules": RulesResource(),
