@@ -44,7 +44,7 @@ def seed_demo(url: str) -> list[int]:
             finding = Finding(
                 rule=rule,
                 scope="demo",
-                severity=severity,
+                severity=severity,  # type: ignore[arg-type]
                 title=title,  # type: ignore[arg-type]
                 window_start=start,
                 evidence={
@@ -178,7 +178,7 @@ def run_demo(settings: Settings, api: str) -> int:
     last = last.replace(second=0) - timedelta(minutes=last.minute % 5)
     evaluate(settings, first, last)
     headers = {"Authorization": f"Bearer {token}"}
-    query = {"only_open": "true", "sort": "detected_desc", "limit": 5}
+    query: dict[str, str | int] = {"only_open": "true", "sort": "detected_desc", "limit": 5}
     page = httpx.get(f"{api}/api/v1/anomalies", params=query, headers=headers, timeout=10).json()
     print("\nopen anomalies:")
     for item in page["items"]:

@@ -17,6 +17,7 @@ from webhook_service.events.endpoints import router as events_router
 from webhook_service.health import router as health_router
 from webhook_service.metrics import Metrics
 from webhook_service.stripe_webhooks.endpoints import router as webhook_router
+from webhook_service.summaries.endpoints import router as summaries_router
 
 log = logging.getLogger(__name__)
 
@@ -27,10 +28,10 @@ def make_pool(settings: Settings) -> AsyncConnectionPool:
         min_size=min(2, settings.db_pool_max_size),
         max_size=settings.db_pool_max_size,
         timeout=settings.db_timeout_seconds,
-        # One cheap round trip per checkout, so a restarted database costs no failed requests.
-        check=AsyncConnectionPool.check_connection,
+        # Autocommit: each write is one atomic statement, so BEGIN/COMMIT round trips would
+        # only add latency; multi-statement changes open `conn.transaction()` explicitly.
         # A dead server must surface as a fast 503, not a hung request.
-        kwargs={"application_name": "sentinelops-api", "connect_timeout": 3},
+        kwargs={"application_name": "sentinelops-api", "connect_timeout": 3, "autocommit": True},
         open=False,
     )
 
@@ -66,5 +67,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(webhook_router, prefix="/api/v1")
     app.include_router(events_router, prefix="/api/v1")
     app.include_router(anomalies_router, prefix="/api/v1")
+    app.include_router(summaries_router, prefix="/api/v1")
     app.include_router(health_router)
     return app

@@ -26,7 +26,7 @@ async def list_anomalies(
 ) -> list[dict]:
     parts, direction = SORTS[sort]
     key = sql.SQL("({})").format(sql.SQL(", ").join(parts))
-    where = [
+    where: list[sql.Composable] = [
         sql.SQL("(%(only_open)s IS NOT TRUE OR status <> 'resolved')"),
         sql.SQL("(%(status)s::text IS NULL OR status = %(status)s)"),
         sql.SQL("(%(severity)s::text IS NULL OR severity = %(severity)s)"),

@@ -15,6 +15,7 @@ from webhook_service.deps import PoolDep, SettingsDep
 from webhook_service.errors import DatabaseUnavailable
 from webhook_service.stripe_webhooks import repository
 from webhook_service.stripe_webhooks.verify import (
+    VerifiedEvent,
     WebhookNotConfigured,
     WebhookRejected,
     verify,
@@ -80,20 +81,28 @@ async def receive_stripe_event(request: Request, settings: SettingsDep, pool: Po
             outcome = rejected.outcome
             await _record(pool, request, rejected, body)
             raise
-        try:
-            async with pool.connection() as conn:
-                inserted = await repository.store_event(conn, event)
-        except (psycopg.OperationalError, PoolTimeout) as exc:
-            log.warning(
-                "webhook %s not stored, database unavailable: %s", event.id, type(exc).__name__
-            )
-            raise DatabaseUnavailable(
-                "the event was not stored; retry later", headers={"Retry-After": "5"}
-            ) from None
+        inserted = await _store(pool, event)
         outcome = "stored" if inserted else "duplicate"
         return {"id": event.id, "stored": inserted, "duplicate": not inserted}
     finally:
         metrics.observe_webhook(outcome, time.perf_counter() - started)
+
+
+async def _store(pool: PoolDep, event: VerifiedEvent) -> bool:
+    """Store the event; one retry on a broken connection (a restarted database leaves dead
+    connections in the pool), safe because the insert is idempotent."""
+    for attempt in (1, 2):
+        try:
+            async with pool.connection() as conn:
+                return await repository.store_event(conn, event)
+        except PoolTimeout:
+            log.warning("webhook %s not stored: no database connection in time", event.id)
+            break
+        except psycopg.OperationalError as exc:
+            log.warning(
+                "webhook %s not stored (attempt %d): %s", event.id, attempt, type(exc).__name__
+            )
+    raise DatabaseUnavailable("the event was not stored; retry later", headers={"Retry-After": "5"})
 
 
 async def _record(pool: PoolDep, request: Request, rejected: WebhookRejected, body: bytes) -> None:

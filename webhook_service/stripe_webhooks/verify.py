@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass
 
@@ -94,23 +95,25 @@ def verify(body: bytes, header: str | None, secrets: list[str], tolerance: int) 
         raise WebhookRejected("signature_mismatch", "no signature matches the payload") from None
     for secret in secrets:  # several during a secret rotation
         try:
-            event = stripe.Webhook.construct_event(text, header, secret, tolerance)
+            # Stripe's own check (HMAC-SHA256 over "t.payload", constant-time compare, tolerance).
+            # Not construct_event: it also builds a StripeObject tree we would throw away, which
+            # measured 2.7 ms of the ~5 ms CPU a request cost (benchmarks/ingest.py).
+            stripe.WebhookSignature.verify_header(text, header, secret, tolerance)
         except stripe.SignatureVerificationError:
             continue
-        except (ValueError, TypeError, AttributeError):
+        try:
+            event = json.loads(text)
+        except ValueError:
             raise WebhookRejected("malformed_json", "the signed body is not valid JSON") from None
         return _to_verified(event, text)
     raise WebhookRejected("signature_mismatch", "no signature matches the payload for any secret")
 
 
-def _field(event: stripe.Event, key: str) -> object:
-    try:
-        return event[key]
-    except (KeyError, TypeError):
-        return None
+def _field(event: object, key: str) -> object:
+    return event.get(key) if isinstance(event, dict) else None
 
 
-def _to_verified(event: stripe.Event, text: str) -> VerifiedEvent:
+def _to_verified(event: object, text: str) -> VerifiedEvent:
     event_id, event_type = _field(event, "id"), _field(event, "type")
     created, livemode = _field(event, "created"), _field(event, "livemode")
     if (
