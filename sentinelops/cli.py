@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import shutil
 import sys
 
 from sentinelops import db, embedded
@@ -35,16 +36,27 @@ def cmd_db(args: argparse.Namespace) -> int:
 def cmd_api(args: argparse.Namespace) -> int:
     import uvicorn
 
-    uvicorn.run(
-        "webhook_service.main:create_app",
-        factory=True,
-        host=args.host,
-        port=args.port,
-        workers=args.workers,
-        access_log=args.access_log,
-        proxy_headers=True,
-        log_level="info",
-    )
+    if args.workers > 1:
+        # Counters must add up across worker processes: prometheus_client's multiprocess mode,
+        # set before any worker imports it, with a fresh directory per start.
+        metrics_dir = get_settings().sentinelops_home / f"metrics-{os.getpid()}"
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+        metrics_dir.mkdir(parents=True)
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
+    try:
+        uvicorn.run(
+            "webhook_service.main:create_app",
+            factory=True,
+            host=args.host,
+            port=args.port,
+            workers=args.workers,
+            access_log=args.access_log,
+            proxy_headers=True,
+            log_level="info",
+        )
+    finally:
+        if args.workers > 1:
+            shutil.rmtree(os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)
     return 0
 
 

@@ -59,5 +59,5 @@ async def health(pool: PoolDep) -> Health | Response:
 )
 async def metrics(request: Request) -> Response:
     return Response(
-        generate_latest(request.app.state.metrics.registry), media_type=CONTENT_TYPE_LATEST
+        generate_latest(request.app.state.metrics.exposed), media_type=CONTENT_TYPE_LATEST
     )

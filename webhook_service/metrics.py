@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+import os
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, multiprocess
 
 WEBHOOK_OUTCOMES = (
     "stored",
@@ -33,6 +35,12 @@ class Metrics:
         for outcome in WEBHOOK_OUTCOMES:  # every series visible from the first scrape
             self.webhook_requests.labels(outcome)
             self.webhook_latency.labels(outcome)
+        self.exposed = self.registry
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            # Several uvicorn workers (`sentinelops api --workers N`): each writes its values to
+            # files there, and a scrape of any worker adds up all of them.
+            self.exposed = CollectorRegistry()
+            multiprocess.MultiProcessCollector(self.exposed)
 
     def observe_webhook(self, outcome: str, seconds: float) -> None:
         self.webhook_requests.labels(outcome).inc()
