@@ -4,10 +4,12 @@ is adopted after its owner was killed."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -34,6 +36,16 @@ def get(url: str) -> int:
         return 0
 
 
+@pytest.fixture
+def home():
+    """A SENTINELOPS_HOME outside pytest's 0700 temp root: as root the embedded server runs as
+    its own user, which must be able to reach its data directory."""
+    path = Path(tempfile.mkdtemp(prefix="sentinelops-test-"))
+    yield path
+    embedded.stop(path)
+    shutil.rmtree(path, ignore_errors=True)
+
+
 def gone(pid: int) -> bool:
     """Exited (a zombie waiting for a reaper that is not ours counts as exited)."""
     try:
@@ -42,10 +54,10 @@ def gone(pid: int) -> bool:
         return True
 
 
-def test_up_serves_api_and_dagster_and_sigterm_stops_everything(database_url, tmp_path):
+def test_up_serves_api_and_dagster_and_sigterm_stops_everything(database_url, home):
     api_port, dagster_port = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DAGSTER_", "STRIPE_"))}
-    env.update(SENTINELOPS_HOME=str(tmp_path), SENTINELOPS_API_TOKEN="", STRIPE_WEBHOOK_SECRET="")
+    env.update(SENTINELOPS_HOME=str(home), SENTINELOPS_API_TOKEN="", STRIPE_WEBHOOK_SECRET="")
     external = "DATABASE_URL" in os.environ
     if external:
         env["DATABASE_URL"] = database_url  # the session's scratch database on that server
@@ -60,7 +72,7 @@ def test_up_serves_api_and_dagster_and_sigterm_stops_everything(database_url, tm
             "--dagster-port",
             str(dagster_port),
         ],
-        cwd=tmp_path,
+        cwd=home,
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -77,10 +89,10 @@ def test_up_serves_api_and_dagster_and_sigterm_stops_everything(database_url, tm
         assert get(f"http://127.0.0.1:{api_port}/api/v1/health") == 200
         assert get(f"http://127.0.0.1:{dagster_port}/server_info") == 200
         # Generated secrets are kept under SENTINELOPS_HOME for `demo` and the operator.
-        assert (tmp_path / "webhook-secret").read_text().startswith("whsec_")
-        assert (tmp_path / "api-token").stat().st_mode & 0o077 == 0
+        assert (home / "webhook-secret").read_text().startswith("whsec_")
+        assert (home / "api-token").stat().st_mode & 0o077 == 0
         family = psutil.Process(proc.pid).children(recursive=True)
-        server = None if external else embedded.status(tmp_path)
+        server = None if external else embedded.status(home)
         assert external or server is not None
 
         proc.send_signal(signal.SIGTERM)
@@ -92,28 +104,28 @@ def test_up_serves_api_and_dagster_and_sigterm_stops_everything(database_url, tm
     assert [p.pid for p in family if not gone(p.pid)] == []
     if server is not None:
         assert gone(server.pid)
-        assert embedded.status(tmp_path) is None
+        assert embedded.status(home) is None
 
 
-def test_a_server_orphaned_by_a_killed_owner_is_adopted_then_stopped(tmp_path):
+def test_a_server_orphaned_by_a_killed_owner_is_adopted_then_stopped(home):
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    first, owns_first = embedded.start(tmp_path, owner_pid=dead.pid)
+    first, owns_first = embedded.start(home, owner_pid=dead.pid)
     try:
-        again, owns_again = embedded.start(tmp_path, owner_pid=os.getpid())
+        again, owns_again = embedded.start(home, owner_pid=os.getpid())
         assert again.pid == first.pid  # reused, not a second server on the same data
         assert owns_again
-        assert embedded.stop(tmp_path)
-        assert embedded.status(tmp_path) is None
+        assert embedded.stop(home)
+        assert embedded.status(home) is None
         assert gone(first.pid)
     finally:
-        embedded.stop(tmp_path)
+        embedded.stop(home)
 
 
 @pytest.mark.parametrize("owner", ["alive", "manual"])
-def test_a_server_with_a_live_owner_is_shared_not_taken(tmp_path, owner):
+def test_a_server_with_a_live_owner_is_shared_not_taken(home, owner):
     owner_pid = os.getpid() if owner == "alive" else None
-    first, _ = embedded.start(tmp_path, owner_pid=owner_pid)
+    first, _ = embedded.start(home, owner_pid=owner_pid)
     try:
         child = subprocess.run(
             [
@@ -122,7 +134,7 @@ def test_a_server_with_a_live_owner_is_shared_not_taken(tmp_path, owner):
                 "import sys; from pathlib import Path; from sentinelops import embedded;"
                 "s, owns = embedded.start(Path(sys.argv[1]), owner_pid=12345678);"
                 "print(s.pid, owns)",
-                str(tmp_path),
+                str(home),
             ],
             capture_output=True,
             text=True,
@@ -131,4 +143,4 @@ def test_a_server_with_a_live_owner_is_shared_not_taken(tmp_path, owner):
         )
         assert child.stdout.split() == [str(first.pid), "False"]
     finally:
-        embedded.stop(tmp_path)
+        embedded.stop(home)
