@@ -86,7 +86,14 @@ class Settings(BaseSettings):
     def _check_api_tokens(cls, value: list[SecretStr]) -> list[SecretStr]:
         return _refuse_placeholders("SENTINELOPS_API_TOKEN", value)
 
-    @field_validator("database_url", "openai_base_url", "rules_file", mode="before")
+    @field_validator("stripe_api_key")
+    @classmethod
+    def _check_stripe_api_key(cls, value: SecretStr | None) -> SecretStr | None:
+        return _refuse_placeholders("STRIPE_API_KEY", [value])[0] if value else value
+
+    @field_validator(
+        "database_url", "openai_base_url", "rules_file", "stripe_api_key", mode="before"
+    )
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:
         return None if value == "" else value

@@ -4,6 +4,20 @@ from __future__ import annotations
 
 import dagster as dg
 
+from sentinelops_pipelines.alerting import (
+    alerts_after_runs_sensor,
+    alerts_job,
+    daily_summary_job,
+    daily_summary_schedule,
+    pipeline_failure_sensor,
+)
+from sentinelops_pipelines.assets.alerts import slack_notifications
+from sentinelops_pipelines.assets.reconciliation import (
+    reconciliation,
+    reconciliation_job,
+    reconciliation_schedule,
+)
+from sentinelops_pipelines.assets.reporting import daily_summary
 from sentinelops_pipelines.assets.rules import anomalies, window_metrics
 from sentinelops_pipelines.assets.sources import stripe_events
 from sentinelops_pipelines.checks import one_open_anomaly_per_incident, stripe_events_fresh
@@ -11,14 +25,32 @@ from sentinelops_pipelines.jobs import rules_job
 from sentinelops_pipelines.resources import PostgresResource, RulesResource
 from sentinelops_pipelines.schedules import rules_schedule
 from sentinelops_pipelines.sensors import late_events_sensor
+from sentinelops_pipelines.slack import SlackResource
+from sentinelops_pipelines.stripe_api import StripeResource
+from sentinelops_pipelines.summary.writers import OpenAISummary
 
 defs = dg.Definitions(
-    assets=[stripe_events, window_metrics, anomalies],
+    assets=[
+        stripe_events,
+        window_metrics,
+        anomalies,
+        reconciliation,
+        slack_notifications,
+        daily_summary,
+    ],
     asset_checks=[stripe_events_fresh, one_open_anomaly_per_incident],
-    jobs=[rules_job],
-    schedules=[rules_schedule],
-    sensors=[late_events_sensor],
-    resources={"postgres": PostgresResource(), "rules": RulesResource()},
+    jobs=[rules_job, reconciliation_job, alerts_job, daily_summary_job],
+    schedules=[rules_schedule, reconciliation_schedule, daily_summary_schedule],
+    sensors=[late_events_sensor, alerts_after_runs_sensor, pipeline_failure_sensor],
+    resources={
+        "postgres": PostgresResource(),
+        "rules": RulesResource(),
+        "stripe": StripeResource(),
+        # Both read their secrets from the settings at run time; without OPENAI_API_KEY the
+        # summary writer falls back to the deterministic wording (TemplateSummary's).
+        "slack": SlackResource(),
+        "summary_writer": OpenAISummary(),
+    },
     # Steps run one after another (rollup, then rules); a subprocess per step would add
     # seconds of interpreter start-up to every 5-minute tick.
     executor=dg.in_process_executor,

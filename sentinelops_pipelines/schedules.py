@@ -7,8 +7,9 @@ import dagster as dg
 from sentinelops_pipelines.jobs import rules_job
 from sentinelops_pipelines.partitions import five_minute_partitions
 
-# A minute after each window closes, so events created in its last seconds have arrived.
-RULES_CRON = "1-59/5 * * * *"
+# As each window closes, so an alert follows its first event within about five and a half
+# minutes; events of the window still in flight then take the late-events sensor's path.
+RULES_CRON = "*/5 * * * *"
 
 
 def latest_complete_window(moment: datetime) -> datetime:

@@ -9,6 +9,7 @@ from datetime import timedelta
 
 import dagster as dg
 
+from sentinelops.settings import get_settings
 from sentinelops_pipelines.assets.sources import stripe_events
 from sentinelops_pipelines.partitions import five_minute_partitions
 from sentinelops_pipelines.resources import PostgresResource, RulesResource
@@ -57,6 +58,8 @@ def anomalies(
     book = rules.load()
     enabled = book.enabled()
     gap = timedelta(minutes=book.quiet_gap_minutes)
+    # Read at run time: openings below it are recorded but not posted to Slack.
+    notify_from = get_settings().alert_min_severity
     window = context.partition_time_window
     outcomes: Counter[str] = Counter()
     by_rule: Counter[str] = Counter()
@@ -65,7 +68,7 @@ def anomalies(
         for w in windows:
             for name, definition in enabled.items():
                 for finding in evaluate(name, definition, w):
-                    outcome = anomaly_sql.record(conn, finding, gap)
+                    outcome = anomaly_sql.record(conn, finding, gap, notify_from)
                     outcomes[outcome] += 1
                     if outcome != "unchanged":
                         by_rule[f"{name}:{outcome}"] += 1

@@ -115,8 +115,33 @@ class SilenceRule(_Rule):
         return self
 
 
+class GapRule(_Rule):
+    """Events the webhook never received, found by reconciliation (not window-based)."""
+
+    kind: Literal["gap"]
+    min_missing: int = Field(default=1, ge=1)  # fewer missing events raise nothing
+    severity_at: dict[Severity, int] = Field(default_factory=dict)  # missing count per level
+    # The types the webhook endpoint subscribes to (Stripe filters at most 20); others were
+    # never sent, so never missing. Empty: the endpoint receives every type.
+    event_types: list[str] = Field(default_factory=list, max_length=20)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> GapRule:
+        counts = [self.severity_at[s] for s in ("low", "medium", "high") if s in self.severity_at]
+        if counts != sorted(counts):
+            raise ValueError("severity_at must rise: low <= medium <= high")
+        return self
+
+    def severity(self, missing: int) -> Severity | None:
+        """The highest level whose count is reached; low from `min_missing` up."""
+        if missing < self.min_missing:
+            return None
+        reached = [s for s, at in self.severity_at.items() if missing >= at]
+        return max(reached, key=("low", "medium", "high").index, default="low")
+
+
 RuleDefinition = Annotated[
-    FailureRateRule | CountRule | AmountRule | IntegrityRule | SilenceRule,
+    FailureRateRule | CountRule | AmountRule | IntegrityRule | SilenceRule | GapRule,
     Field(discriminator="kind"),
 ]
 

@@ -88,3 +88,6 @@ class Finding:
     # Raw events of these types in [sample_since, window end) illustrate the finding.
     sample_types: tuple[str, ...] = ()
     sample_since: datetime | None = None
+    # A finding about more than its 5-minute window (a webhook gap spans hours) ends here; it
+    # is still keyed by window_start, so re-recording it is a no-op.
+    window_end: datetime | None = None

@@ -16,6 +16,7 @@ from psycopg import Connection
 from psycopg.types.json import Jsonb
 
 from sentinelops_pipelines.rules.model import SEVERITY_RANK, WINDOW, Finding, higher
+from sentinelops_pipelines.storage import notifications
 
 Outcome = Literal["opened", "extended", "escalated", "unchanged"]
 ACTOR = "rules"
@@ -78,13 +79,16 @@ def sample_event_ids(conn: Connection, finding: Finding) -> list[str]:
     return [row[0] for row in rows]
 
 
-def record(conn: Connection, finding: Finding, quiet_gap: timedelta) -> Outcome:
-    """Write one finding; the caller's transaction commits it."""
+def record(
+    conn: Connection, finding: Finding, quiet_gap: timedelta, alert_min_severity: str = "medium"
+) -> Outcome:
+    """Write one finding; the caller's transaction commits it, with the Slack notification an
+    opening at or above `alert_min_severity`, or any escalation, enqueues (never for a demo)."""
     conn.execute(
         "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
         (f"anomaly:{finding.rule}:{finding.scope}",),
     )
-    start, end = finding.window_start, finding.window_start + WINDOW
+    start, end = finding.window_start, finding.window_end or finding.window_start + WINDOW
     key = {"rule": finding.rule, "scope": finding.scope, "start": start}
     seen = conn.execute(
         "SELECT anomaly_id, severity FROM anomaly_windows"
@@ -109,7 +113,10 @@ def record(conn: Connection, finding: Finding, quiet_gap: timedelta) -> Outcome:
         ).fetchone()[0]  # type: ignore[index]
         if SEVERITY_RANK[finding.severity] <= SEVERITY_RANK[current]:
             return "unchanged"
-        return _extend(conn, anomaly_id, current, finding, evidence, start, end)
+        outcome = _extend(conn, anomaly_id, current, finding, evidence, start, end)
+        if outcome == "escalated":
+            notifications.enqueue_anomaly(conn, anomaly_id, outcome, alert_min_severity)
+        return outcome
     incident = conn.execute(FIND_INCIDENT, {**key, "end": end, "gap": quiet_gap}).fetchone()
     if incident is None:
         anomaly_id = conn.execute(
@@ -127,13 +134,17 @@ def record(conn: Connection, finding: Finding, quiet_gap: timedelta) -> Outcome:
             {**key, "id": anomaly_id, "severity": finding.severity, "evidence": Jsonb(evidence)},
         )
         conn.execute(OPENING, {"id": anomaly_id, "actor": ACTOR, "note": finding.title})
+        notifications.enqueue_anomaly(conn, anomaly_id, "opened", alert_min_severity)
         return "opened"
     anomaly_id, severity = incident[0], incident[1]
     conn.execute(
         ADD_WINDOW,
         {**key, "id": anomaly_id, "severity": finding.severity, "evidence": Jsonb(evidence)},
     )
-    return _extend(conn, anomaly_id, severity, finding, evidence, start, end)
+    outcome = _extend(conn, anomaly_id, severity, finding, evidence, start, end)
+    if outcome == "escalated":
+        notifications.enqueue_anomaly(conn, anomaly_id, outcome, alert_min_severity)
+    return outcome
 
 
 def _extend(conn: Connection, anomaly_id: int, severity: str, finding: Finding,

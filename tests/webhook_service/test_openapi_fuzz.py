@@ -9,10 +9,9 @@ from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import status_code_conformance
 
+from sentinelops.settings import Settings
 from tests.conftest import live_server
 from tests.support import auth
-
-from sentinelops.settings import Settings
 from webhook_service.main import create_app
 
 # The document the service publishes; the cases run against a live server of the same app.

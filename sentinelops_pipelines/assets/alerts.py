@@ -1,0 +1,32 @@
+"""Alert delivery: the notification outbox posted to Slack, each notification once."""
+
+import dagster as dg
+
+from sentinelops_pipelines.assets.rules import anomalies
+from sentinelops_pipelines.delivery import deliver
+from sentinelops_pipelines.resources import PostgresResource
+from sentinelops_pipelines.slack import SlackResource
+from sentinelops_pipelines.storage import notifications as outbox
+
+
+@dg.asset(group_name="alerts", deps=[anomalies], kinds={"postgres", "slack"})
+def slack_notifications(
+    context: dg.AssetExecutionContext, postgres: PostgresResource, slack: SlackResource
+) -> dg.MaterializeResult:
+    """Pending Slack notifications (anomaly alerts, undelivered daily summaries) posted once
+    each: marked sent only when Slack accepts, retried with backoff otherwise."""
+    with postgres.connect() as conn:
+        conn.autocommit = True  # each claim and mark is its own short transaction
+        outcomes = deliver(conn, slack, context.log)
+        pending = outbox.pending_count(conn)
+    return dg.MaterializeResult(
+        metadata={
+            "slack_configured": slack.configured,
+            "sent": outcomes["sent"],
+            "skipped": outcomes["skipped"],
+            "retry_later": outcomes["retry_later"],
+            "rate_limited": outcomes["rate_limited"],
+            "logged_without_webhook": outcomes["logged"],
+            "still_pending": pending,
+        }
+    )

@@ -1,0 +1,132 @@
+"""Block Kit messages: an anomaly alert, the daily summary, a pipeline failure.
+
+Each returns (text, blocks): Slack shows `text` in notifications and where blocks cannot be
+rendered, so it stands on its own.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+# Evidence that is bookkeeping, not a number an operator acts on.
+HIDDEN = frozenset(
+    {"rule_definition", "rule_version", "sample_event_ids", "thresholds", "window_start", "_demo"}
+)
+MAX_FIELDS = 10  # Slack's limit per section
+SECTION_LIMIT = 2900  # Slack refuses section text over 3000 characters
+ICON = {"low": ":large_yellow_circle:", "medium": ":large_orange_circle:", "high": ":red_circle:"}
+
+
+def escape(text: str) -> str:
+    """Slack mrkdwn treats &, < and > as control characters."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _section(text: str) -> dict:
+    return {"type": "section", "text": {"type": "mrkdwn", "text": _cut(text, SECTION_LIMIT)}}
+
+
+def _header(text: str) -> dict:
+    return {"type": "header", "text": {"type": "plain_text", "text": _cut(text, 150)}}
+
+
+def _context(text: str) -> dict:
+    return {"type": "context", "elements": [{"type": "mrkdwn", "text": _cut(text, SECTION_LIMIT)}]}
+
+
+def key_numbers(evidence: dict[str, Any], prefix: str = "") -> list[tuple[str, str]]:
+    """(label, value) for every number and short word in the evidence, in its order."""
+    found: list[tuple[str, str]] = []
+    for key, value in evidence.items():
+        if key in HIDDEN:
+            continue
+        label = f"{prefix} {key}".strip().replace("_", " ")
+        if isinstance(value, dict):
+            found += key_numbers(value, label)
+        elif isinstance(value, bool) or value is None:
+            continue
+        elif isinstance(value, int | float):
+            found.append((label, f"{value:,}"))
+        elif isinstance(value, str) and len(value) <= 40:
+            found.append((label, value))
+    return found
+
+
+def window_text(start: datetime, end: datetime) -> str:
+    same_day = start.date() == end.date()
+    return f"{start:%Y-%m-%d %H:%M}–{end:%H:%M} UTC" if same_day else (
+        f"{start:%Y-%m-%d %H:%M} – {end:%Y-%m-%d %H:%M} UTC"
+    )  # fmt: skip
+
+
+def anomaly_alert(notification: dict) -> tuple[str, list[dict]]:
+    """An anomaly that opened or escalated; `notification["anomaly"]` is its current row."""
+    a = notification["anomaly"]
+    severity, anomaly_id = notification["severity"], a["id"]
+    what = "escalated to" if notification["kind"] == "escalated" else "opened at"
+    text = f"[{severity.upper()}] Anomaly #{anomaly_id} {what} {severity}: {a['title']}"
+    scope = "" if a["scope"] == "all" else f" ({escape(a['scope'])})"
+    blocks = [
+        _header(f"{ICON.get(severity, '')} Anomaly #{anomaly_id} {what} {severity.upper()}"),
+        _section(
+            f"*{escape(a['title'])}*\n"
+            f"Rule `{a['rule']}`{scope} · severity *{a['current_severity']}*"
+            f" · status {a['status']}\n"
+            f"Window {window_text(a['window_start'], a['window_end'])}"
+        ),
+    ]
+    fields = key_numbers(a["evidence"])[:MAX_FIELDS]
+    if fields:
+        blocks.append(
+            {
+                "type": "section",
+                "fields": [
+                    {"type": "mrkdwn", "text": _cut(f"*{escape(k)}*\n{escape(v)}", 2000)}
+                    for k, v in fields
+                ],
+            }
+        )
+    blocks.append(
+        _context(
+            f"Acknowledge: `PATCH /api/v1/anomalies/{anomaly_id}` with"
+            ' `{"status": "acknowledged"}` (bearer token) · details:'
+            f" `GET /api/v1/anomalies/{anomaly_id}`"
+        )
+    )
+    return text, blocks
+
+
+def _bullets(items: list[str], empty: str) -> str:
+    return "\n".join(f"• {escape(item)}" for item in items) if items else empty
+
+
+def summary_message(summary: dict) -> tuple[str, list[dict]]:
+    day = summary["date"].isoformat()
+    how = (
+        f"Worded by {escape(summary['model'] or 'AI')}; every number checked against the facts"
+        if summary["used_ai"]
+        else "Deterministic summary from the day's rollups"
+    )
+    blocks = [
+        _header(f"Daily operations summary · {day} (UTC)"),
+        _section(f"*Overall*\n{escape(summary['overall'])}"),
+        _section(f"*Highlights*\n{_bullets(summary['highlights'], 'Nothing stood out.')}"),
+        _section(f"*Watch*\n{_bullets(summary['watch'], 'Nothing needs watching.')}"),
+        _context(f"{how} · `GET /api/v1/summaries/daily/{day}`"),
+    ]
+    return _cut(summary["text"], 3000), blocks
+
+
+def failure_message(job_name: str, run_id: str, error: str) -> tuple[str, list[dict]]:
+    text = f"SentinelOps pipeline run failed: {job_name} (run {run_id})"
+    blocks = [
+        _header(f":warning: Pipeline run failed: {job_name}"),
+        _section(f"Run `{run_id}` of `{escape(job_name)}` failed.\n```{escape(error[:1500])}```"),
+        _context(f"Open the Dagster UI, Runs, run {run_id[:8]}, for the logs."),
+    ]
+    return text, blocks

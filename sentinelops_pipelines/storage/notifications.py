@@ -1,0 +1,169 @@
+"""SQL for the notification outbox: enqueue with the change that causes it, claim, mark.
+
+A row is claimed in a short transaction that pushes `next_attempt_at` forward by a lease
+(`FOR UPDATE SKIP LOCKED`, so two senders never take the same row); the post happens outside any
+transaction; a second short transaction marks it sent or schedules the retry. A sender killed
+between claim and mark leaves the row due again when its lease ends.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Literal
+
+from psycopg import Connection
+from psycopg.rows import dict_row
+
+Kind = Literal["opened", "escalated"]
+NOT_CONFIGURED = "slack_not_configured"
+
+# Policy, in SQL so it runs inside record()'s transaction: opened at or above the minimum
+# severity, every escalation, never a demo anomaly. The unique key makes re-runs no-ops.
+ENQUEUE_ANOMALY = """
+INSERT INTO notifications (channel, kind, anomaly_id, severity)
+SELECT 'slack', %(kind)s, id, severity FROM anomalies
+ WHERE id = %(id)s
+   AND coalesce(evidence->>'_demo', 'false') <> 'true'
+   AND (%(kind)s = 'escalated'
+        OR array_position(ARRAY['low', 'medium', 'high'], severity)
+           >= array_position(ARRAY['low', 'medium', 'high'], %(min_severity)s::text))
+ON CONFLICT (anomaly_id, channel, kind, severity) WHERE anomaly_id IS NOT NULL DO NOTHING
+"""
+
+ENQUEUE_SUMMARY = """
+INSERT INTO notifications (channel, kind, summary_date) VALUES ('slack', 'daily_summary', %(day)s)
+ON CONFLICT (summary_date, channel) WHERE summary_date IS NOT NULL DO NOTHING
+"""
+
+DUE = """
+SELECT id FROM notifications
+ WHERE status = 'pending' AND next_attempt_at <= now()
+   AND (%(day)s::date IS NULL OR summary_date = %(day)s)
+ ORDER BY next_attempt_at, id
+ LIMIT %(limit)s
+   FOR UPDATE SKIP LOCKED
+"""
+
+CLAIM = f"""
+WITH due AS ({DUE})
+UPDATE notifications n
+   SET attempts = n.attempts + 1, next_attempt_at = now() + make_interval(secs => %(lease)s)
+  FROM due WHERE n.id = due.id
+RETURNING n.id, n.kind, n.severity, n.anomaly_id, n.summary_date, n.attempts
+"""
+
+ANOMALY = """
+SELECT id, rule, scope, severity AS current_severity, status, title, window_start, window_end,
+       evidence, coalesce(evidence->>'_demo', 'false') = 'true' AS demo
+  FROM anomalies WHERE id = %(id)s
+"""
+
+SUMMARY = """
+SELECT date, overall, highlights, watch, text, used_ai, model
+  FROM daily_summaries WHERE date = %(day)s
+"""
+
+# Rows the log has not shown yet: without a webhook each pending alert is logged once, not on
+# every run, and stays pending for the day a webhook is configured.
+UNANNOUNCED = """
+WITH due AS (
+    SELECT id FROM notifications
+     WHERE status = 'pending' AND last_error IS DISTINCT FROM %(marker)s
+       AND (%(day)s::date IS NULL OR summary_date = %(day)s)
+     ORDER BY id LIMIT %(limit)s
+       FOR UPDATE SKIP LOCKED
+)
+UPDATE notifications n SET last_error = %(marker)s
+  FROM due WHERE n.id = due.id
+RETURNING n.id, n.kind, n.severity, n.anomaly_id, n.summary_date, n.attempts
+"""
+
+MARK_SENT = """
+WITH sent AS (
+    UPDATE notifications SET status = 'sent', sent_at = now(), last_error = NULL
+     WHERE id = %(id)s AND status = 'pending'
+    RETURNING summary_date
+)
+UPDATE daily_summaries SET delivered_at = now()
+ WHERE date = (SELECT summary_date FROM sent) AND delivered_at IS NULL
+"""
+
+# Fenced by the attempt number: a sender whose lease ran out must not undo a newer claim.
+MARK_RETRY = """
+UPDATE notifications
+   SET next_attempt_at = now() + make_interval(secs => %(delay)s), last_error = %(error)s
+ WHERE id = %(id)s AND status = 'pending' AND attempts = %(attempts)s
+"""
+
+MARK_SKIPPED = """
+UPDATE notifications SET status = 'skipped', last_error = %(reason)s
+ WHERE id = %(id)s AND status = 'pending'
+"""
+
+# Slack's Retry-After is for the webhook, not one message: nothing goes out before it passes.
+DEFER_ALL = """
+UPDATE notifications
+   SET next_attempt_at = greatest(next_attempt_at, now() + make_interval(secs => %(delay)s))
+ WHERE status = 'pending'
+"""
+
+
+def enqueue_anomaly(conn: Connection, anomaly_id: int, kind: Kind, min_severity: str) -> None:
+    conn.execute(ENQUEUE_ANOMALY, {"id": anomaly_id, "kind": kind, "min_severity": min_severity})
+
+
+def enqueue_summary(conn: Connection, day: date) -> None:
+    conn.execute(ENQUEUE_SUMMARY, {"day": day})
+
+
+def _with_details(conn: Connection, rows: list[dict]) -> list[dict]:
+    with conn.cursor(row_factory=dict_row) as cur:
+        for row in rows:
+            if row["anomaly_id"] is not None:
+                row["anomaly"] = cur.execute(ANOMALY, {"id": row["anomaly_id"]}).fetchone()
+            else:
+                row["summary"] = cur.execute(SUMMARY, {"day": row["summary_date"]}).fetchone()
+    return rows
+
+
+def claim_next(conn: Connection, lease_seconds: float, day: date | None = None) -> dict | None:
+    """The next due notification with what it is about, leased to this sender; None if none."""
+    with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
+        params = {"lease": lease_seconds, "day": day, "limit": 1}
+        row = cur.execute(CLAIM, params).fetchone()
+        return _with_details(conn, [row])[0] if row else None
+
+
+def unannounced(conn: Connection, limit: int, day: date | None = None) -> list[dict]:
+    with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
+        params = {"limit": limit, "day": day, "marker": NOT_CONFIGURED}
+        rows = cur.execute(UNANNOUNCED, params).fetchall()
+        return _with_details(conn, rows)
+
+
+def mark_sent(conn: Connection, notification_id: int) -> None:
+    with conn.transaction():
+        conn.execute(MARK_SENT, {"id": notification_id})
+
+
+def mark_retry(conn: Connection, row: dict, delay_seconds: float, error: str) -> None:
+    with conn.transaction():
+        conn.execute(
+            MARK_RETRY,
+            {"id": row["id"], "attempts": row["attempts"], "delay": delay_seconds, "error": error},
+        )
+
+
+def mark_skipped(conn: Connection, notification_id: int, reason: str) -> None:
+    with conn.transaction():
+        conn.execute(MARK_SKIPPED, {"id": notification_id, "reason": reason})
+
+
+def defer_all(conn: Connection, delay_seconds: float) -> None:
+    with conn.transaction():
+        conn.execute(DEFER_ALL, {"delay": delay_seconds})
+
+
+def pending_count(conn: Connection) -> int:
+    row = conn.execute("SELECT count(*) FROM notifications WHERE status = 'pending'").fetchone()
+    return int(row[0]) if row else 0

@@ -1,0 +1,149 @@
+"""The day's facts, from the rollups and anomalies only: each metric against the previous day
+and the 7-day average, every derived number computed (and rounded) here, once.
+
+The facts are the whole input of the wording and the reference of the fact check, so they
+are bounded in size: at most MAX_CURRENCIES currencies and MAX_RULES rules.
+"""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+from typing import Any
+
+from sentinelops_pipelines.rules.engine import ZERO_DECIMAL
+
+AVERAGE_DAYS = 7
+WINDOWS_PER_DAY = 288
+MAX_CURRENCIES = 10
+MAX_RULES = 10
+SEVERITIES = ("high", "medium", "low")
+# Rollup column per fact name.
+METRICS = {
+    "payments": "payments",
+    "payments_failed": "payments_failed",
+    "refunds": "refunds",
+    "disputes": "disputes",
+    "subscriptions_started": "subscriptions_started",
+    "subscriptions_cancelled": "subscriptions_cancelled",
+}
+
+
+def _change_pct(value: float, base: float | None) -> float | None:
+    if not base:
+        return None
+    return round((value - base) / base * 100, 1)
+
+
+def _compare(value: float, previous: float | None, average: float | None) -> dict[str, Any]:
+    return {
+        "day": value,
+        "previous_day": previous,
+        "average_7d": average,
+        "vs_previous_day_pct": _change_pct(value, previous),
+        "vs_average_7d_pct": _change_pct(value, average),
+    }
+
+
+def _rate(failed: float, attempts: float) -> float | None:
+    return round(failed / attempts * 100, 1) if attempts else None
+
+
+def major_units(amount: float, currency: str) -> float:
+    """Stripe amounts are in the smallest unit; the facts speak in the currency's unit."""
+    return round(amount if currency.lower() in ZERO_DECIMAL else amount / 100, 2)
+
+
+def build(
+    day: date,
+    daily: dict[date, dict[str, int]],
+    revenue: dict[date, dict[str, int]],
+    anomalies: dict[str, dict[str, int]],
+    open_by_rule: dict[str, int],
+) -> dict[str, Any]:
+    """`daily`: rollup sums per day (with `windows`); `revenue`: amount per currency per day;
+    `anomalies`: per severity, `opened`, `still_open` and `resolved` counts."""
+    previous_day = day - timedelta(days=1)
+    history = [
+        daily[d]
+        for d in (day - timedelta(days=k) for k in range(1, AVERAGE_DAYS + 1))
+        if d in daily
+    ]
+    today = daily.get(day, {})
+    previous = daily.get(previous_day)
+
+    def average(values: list[float]) -> float | None:
+        return round(sum(values) / len(history), 1) if history else None
+
+    metrics = {
+        name: _compare(
+            today.get(column, 0),
+            previous.get(column, 0) if previous else None,
+            average([h.get(column, 0) for h in history]),
+        )
+        for name, column in METRICS.items()
+    }
+    rate, previous_rate = (
+        _rate(today.get("payments_failed", 0), today.get("payments", 0)),
+        _rate(previous["payments_failed"], previous["payments"]) if previous else None,
+    )
+    average_rate = _rate(
+        sum(h["payments_failed"] for h in history), sum(h["payments"] for h in history)
+    )
+    metrics["failure_rate_pct"] = {
+        "day": rate,
+        "previous_day": previous_rate,
+        "average_7d": average_rate,
+        "vs_previous_day_points": _points(rate, previous_rate),
+        "vs_average_7d_points": _points(rate, average_rate),
+    }
+    return {
+        "date": day.isoformat(),
+        "timezone": "UTC",
+        "windows_rolled_up": today.get("windows", 0),
+        "windows_per_day": WINDOWS_PER_DAY,
+        "window_minutes": 5,
+        "average_window_days": AVERAGE_DAYS,
+        "days_in_average": len(history),
+        "metrics": metrics,
+        "revenue": _revenue(day, revenue, history_days=len(history), has_previous=bool(previous)),
+        "anomalies": _anomalies(anomalies, open_by_rule),
+    }
+
+
+def _points(value: float | None, base: float | None) -> float | None:
+    return None if value is None or base is None else round(value - base, 1)
+
+
+def _revenue(
+    day: date, revenue: dict[date, dict[str, int]], history_days: int, has_previous: bool
+) -> list[dict[str, Any]]:
+    today = revenue.get(day, {})
+    previous = revenue.get(day - timedelta(days=1), {})
+    window = [revenue.get(day - timedelta(days=k), {}) for k in range(1, AVERAGE_DAYS + 1)]
+    currencies = set(today) | set(previous) | {c for amounts in window for c in amounts}
+    ranked = sorted(currencies, key=lambda c: (-today.get(c, 0), -previous.get(c, 0), c))
+    rows = []
+    for currency in ranked[:MAX_CURRENCIES]:
+        history = sum(amounts.get(currency, 0) for amounts in window)
+        average = major_units(history / history_days, currency) if history_days else None
+        rows.append(
+            {
+                "currency": currency.upper(),
+                **_compare(
+                    major_units(today.get(currency, 0), currency),
+                    major_units(previous.get(currency, 0), currency) if has_previous else None,
+                    average,
+                ),
+            }
+        )
+    return rows
+
+
+def _anomalies(by_severity: dict[str, dict[str, int]], open_by_rule: dict[str, int]) -> dict:
+    counts: dict[str, Any] = {}
+    for kind in ("opened", "still_open", "resolved"):
+        per = {s: int(by_severity.get(s, {}).get(kind, 0)) for s in SEVERITIES}
+        counts[kind] = {**per, "total": sum(per.values())}
+    ranked = sorted(open_by_rule.items(), key=lambda item: (-item[1], item[0]))[:MAX_RULES]
+    counts["still_open_by_rule"] = dict(ranked)
+    return counts
