@@ -127,6 +127,10 @@ def _free_port(preferred: int | None) -> int:
     candidates = ([preferred] if preferred else []) + list(PREFERRED_PORTS)
     for port in candidates:
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            # PostgreSQL binds with SO_REUSEADDR: a port whose last connections linger in
+            # TIME_WAIT after a stop is free for it, and keeping the port keeps every running
+            # client's URL valid across a restart.
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
                 probe.bind(("127.0.0.1", port))
             except OSError:
