@@ -6,6 +6,7 @@ import hashlib
 import logging
 from dataclasses import dataclass
 from importlib import resources
+from urllib.parse import quote, urlencode
 
 import psycopg
 from psycopg import sql
@@ -53,15 +54,18 @@ def dagster_storage_url(url: str) -> str:
     """Dagster's own storage: same server, its own database, as an SQLAlchemy URL.
 
     dagster-postgres picks psycopg 3 for a plain `postgresql://` URL under SQLAlchemy 2.1 and its
-    NOTIFY then fails; naming the psycopg2 driver avoids that.
+    NOTIFY then fails; naming the psycopg2 driver avoids that. Credentials are re-quoted and
+    every other connection parameter (sslmode, sslrootcert, …) is kept as a query parameter.
     """
-    params = conninfo_to_dict(url)
-    user = params.get("user", "")
-    password = f":{params['password']}" if params.get("password") else ""
-    auth = f"{user}{password}@" if user else ""
-    host = params.get("host", "127.0.0.1")
-    port = params.get("port", "5432")
-    return f"postgresql+psycopg2://{auth}{host}:{port}/{database_name(url)}_dagster"
+    params = {k: v for k, v in conninfo_to_dict(url).items() if v is not None}
+    user = quote(str(params.pop("user", "")), safe="")
+    password = quote(str(params.pop("password", "")), safe="")
+    host = params.pop("host", "127.0.0.1")
+    port = params.pop("port", "5432")
+    dbname = quote(str(params.pop("dbname", "postgres")) + "_dagster", safe="")
+    auth = f"{user}:{password}@" if password else (f"{user}@" if user else "")
+    query = f"?{urlencode(params)}" if params else ""
+    return f"postgresql+psycopg2://{auth}{host}:{port}/{dbname}{query}"
 
 
 def ensure_dagster_database(url: str) -> str:

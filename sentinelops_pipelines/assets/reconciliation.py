@@ -123,6 +123,8 @@ reconciliation_job = dg.define_asset_job(
     "reconciliation_job",
     selection=dg.AssetSelection.groups("reconciliation"),
     description="List Stripe's Events API, store what the webhook missed, raise webhook gaps.",
+    # A run queue can hold every reconciliation run, scheduled or launched by hand, to one.
+    tags={"sentinelops/job": "reconciliation"},
 )
 
 # Off the top of the hour, when Stripe traffic and other schedules peak.
