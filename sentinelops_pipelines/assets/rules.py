@@ -6,6 +6,7 @@ one run: one set-based rollup of the range, then one evaluation pass over its wi
 
 from collections import Counter
 from datetime import timedelta
+from typing import Any
 
 import dagster as dg
 
@@ -17,14 +18,17 @@ from sentinelops_pipelines.rules.engine import evaluate
 from sentinelops_pipelines.storage import anomalies as anomaly_sql
 from sentinelops_pipelines.storage import metrics as metrics_sql
 
+# What makes `group:rules` one run over any partition range: one group, the shared 5-minute
+# partitions, and a single-run backfill policy.
+RULE_ASSET: dict[str, Any] = {
+    "group_name": "rules",
+    "partitions_def": five_minute_partitions,
+    "backfill_policy": dg.BackfillPolicy.single_run(),
+    "kinds": {"postgres"},
+}
 
-@dg.asset(
-    group_name="rules",
-    partitions_def=five_minute_partitions,
-    backfill_policy=dg.BackfillPolicy.single_run(),
-    deps=[stripe_events],
-    kinds={"postgres"},
-)
+
+@dg.asset(deps=[stripe_events], **RULE_ASSET)
 def window_metrics(
     context: dg.AssetExecutionContext, postgres: PostgresResource
 ) -> dg.MaterializeResult:
@@ -43,13 +47,7 @@ def window_metrics(
     )
 
 
-@dg.asset(
-    group_name="rules",
-    partitions_def=five_minute_partitions,
-    backfill_policy=dg.BackfillPolicy.single_run(),
-    deps=[window_metrics],
-    kinds={"postgres"},
-)
+@dg.asset(deps=[window_metrics], **RULE_ASSET)
 def anomalies(
     context: dg.AssetExecutionContext, postgres: PostgresResource, rules: RulesResource
 ) -> dg.MaterializeResult:
