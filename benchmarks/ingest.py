@@ -8,7 +8,8 @@ its whole HTTP request built) before the clock starts. Each run empties `stripe_
 scratch `sentinelops_bench` database (dropped, recreated and migrated on --database-url's server,
 else on the project's embedded one), sends an untimed warm-up, then times:
 
-* direct: repository.STORE_EVENT through psycopg, one autocommit connection per concurrent sender;
+* direct: repository.STORE_EVENTS, one event per statement, through psycopg, one autocommit
+          connection per concurrent sender;
 * http:   POST /api/v1/webhooks/stripe to `sentinelops api --workers W` (pool size P), closed loop
           over `concurrency` keep-alive connections;
 * rate:   the same POSTs sent open-loop at --rate for --duration; latency counts from each

@@ -65,6 +65,9 @@ class Settings(BaseSettings):
 
     db_pool_max_size: int = Field(default=10, ge=1, alias="SENTINELOPS_DB_POOL_SIZE")
     db_timeout_seconds: float = Field(default=3.0, gt=0, alias="SENTINELOPS_DB_TIMEOUT")
+    # false behind a transaction-mode pooler (PgBouncer), which hands each transaction to any
+    # server connection: a statement prepared on one is missing on the next.
+    db_prepare: bool = Field(default=True, alias="SENTINELOPS_DB_PREPARE")
 
     @field_validator("stripe_webhook_secrets", mode="before")
     @classmethod

@@ -1,4 +1,7 @@
-"""Request dependencies: the pool, the settings, and bearer-token authentication."""
+"""Request dependencies: the pool, the settings, and bearer-token authentication.
+
+All `async def`: FastAPI runs a plain `def` dependency in its thread pool, a hop per request.
+"""
 
 from __future__ import annotations
 
@@ -23,11 +26,11 @@ class ApiTokenNotConfigured(SentinelOpsError):
     status_code = 503
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     return request.app.state.settings  # type: ignore[no-any-return]
 
 
-def get_pool(request: Request) -> AsyncConnectionPool:
+async def get_pool(request: Request) -> AsyncConnectionPool:
     return request.app.state.pool  # type: ignore[no-any-return]
 
 
@@ -53,11 +56,11 @@ def _check_token(request: Request, settings: Settings) -> None:
         raise Unauthorized("the bearer token is not valid")
 
 
-def require_read(request: Request, settings: SettingsDep) -> None:
+async def require_read(request: Request, settings: SettingsDep) -> None:
     if settings.public_reads:  # an explicit opt-in; PATCH and the like never take this path
         return
     _check_token(request, settings)
 
 
-def require_write(request: Request, settings: SettingsDep) -> None:
+async def require_write(request: Request, settings: SettingsDep) -> None:
     _check_token(request, settings)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 from psycopg_pool import AsyncConnectionPool
@@ -17,21 +19,29 @@ from webhook_service.events.endpoints import router as events_router
 from webhook_service.health import router as health_router
 from webhook_service.metrics import Metrics
 from webhook_service.stripe_webhooks.endpoints import router as webhook_router
+from webhook_service.stripe_webhooks.writer import EventWriter
 from webhook_service.summaries.endpoints import router as summaries_router
 
 log = logging.getLogger(__name__)
 
 
 def make_pool(settings: Settings) -> AsyncConnectionPool:
+    # Autocommit: each write is one atomic statement, so BEGIN/COMMIT round trips would only add
+    # latency; multi-statement changes open `conn.transaction()` explicitly. A dead server must
+    # surface as a fast 503, not a hung request.
+    kwargs: dict[str, Any] = {
+        "application_name": "sentinelops-api",
+        "connect_timeout": 3,
+        "autocommit": True,
+    }
+    if not settings.db_prepare:  # PgBouncer in transaction mode: never prepare a statement
+        kwargs["prepare_threshold"] = None
     return AsyncConnectionPool(
         database_url(settings),
         min_size=min(2, settings.db_pool_max_size),
         max_size=settings.db_pool_max_size,
         timeout=settings.db_timeout_seconds,
-        # Autocommit: each write is one atomic statement, so BEGIN/COMMIT round trips would
-        # only add latency; multi-statement changes open `conn.transaction()` explicitly.
-        # A dead server must surface as a fast 503, not a hung request.
-        kwargs={"application_name": "sentinelops-api", "connect_timeout": 3, "autocommit": True},
+        kwargs=kwargs,
         open=False,
     )
 
@@ -46,10 +56,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # recovers by itself once the database is back.
         await pool.open(wait=False)
         app.state.pool = pool
+        # Webhook writes share statements under load (group commit); at most half the pool's
+        # connections write at once, so reads and rejections still find one.
+        app.state.writer = EventWriter(pool, max_inflight=settings.db_pool_max_size // 2)
         if not settings.webhook_secret_values:
             log.warning("STRIPE_WEBHOOK_SECRET is unset: the webhook answers 503 until it is set")
         if not settings.api_token_values and not settings.public_reads:
             log.warning("SENTINELOPS_API_TOKEN is unset: /api/v1 reads answer 503 until it is set")
+        # Everything imported and built so far lives as long as the process: move it out of the
+        # collector's reach. Otherwise each full collection walked it all and stopped the
+        # event loop for ~50 ms, several times a second under load (benchmarks/ingest.py p99).
+        gc.freeze()
         try:
             yield
         finally:

@@ -76,16 +76,18 @@ class TestStoring:
         body = fixture_bytes("charge.succeeded.json")
         start = threading.Barrier(50)
 
-        def deliver(_: int) -> int:
+        def deliver(_: int) -> tuple[int, bool]:
             headers = signed_headers(body)
             with httpx.Client(base_url=base, timeout=30) as http:
                 start.wait()
-                return http.post(URL, content=body, headers=headers).status_code
+                response = http.post(URL, content=body, headers=headers)
+                return response.status_code, response.json()["stored"]
 
         with live_server(settings) as base, ThreadPoolExecutor(50) as pool:
-            codes = list(pool.map(deliver, range(50)))
+            answers = list(pool.map(deliver, range(50)))
 
-        assert codes == [200] * 50
+        assert [code for code, _ in answers] == [200] * 50
+        assert sum(new for _, new in answers) == 1  # one "stored", 49 duplicates
         assert stored(db) == [(fixture_event("charge.succeeded.json")["id"], 50, "webhook")]
 
     def test_a_rotated_out_secret_still_verifies_during_the_rotation(
@@ -265,3 +267,26 @@ class TestUnavailable:
         header = sign(body, "whsec_other")
         response = client.post(URL, content=body, headers={"Stripe-Signature": header})
         assert header.split("v1=")[1] not in response.text
+
+
+@pytest.mark.parametrize(("prepare", "expected"), [("true", True), ("false", False)])
+def test_prepared_statements_can_be_turned_off_for_a_transaction_pooler(
+    database_url, tmp_path, db, prepare, expected
+):
+    # PgBouncer in transaction mode hands each statement to any server connection, so one
+    # prepared on one connection is missing on the next: SENTINELOPS_DB_PREPARE=false.
+    settings = make_settings(
+        database_url, tmp_path, SENTINELOPS_DB_PREPARE=prepare, SENTINELOPS_DB_POOL_SIZE="1"
+    )
+    with TestClient(create_app(settings)) as client:
+        for name in EVENT_FIXTURES[:8]:  # psycopg prepares a statement on its 5th run
+            body = fixture_bytes(name)
+            assert client.post(URL, content=body, headers=signed_headers(body)).status_code == 200
+
+        async def prepared_on_the_pools_connection() -> int:
+            async with client.app.state.pool.connection() as conn:
+                cur = await conn.execute("SELECT count(*) FROM pg_prepared_statements")
+                return (await cur.fetchone())[0]
+
+        assert (client.portal.call(prepared_on_the_pools_connection) > 0) is expected
+    assert len(stored(db)) == 8

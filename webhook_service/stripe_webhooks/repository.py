@@ -2,19 +2,34 @@
 
 from __future__ import annotations
 
+import functools
+from collections import Counter
+from collections.abc import Sequence
+
 from psycopg import AsyncConnection
 
 from webhook_service.stripe_webhooks.verify import VerifiedEvent
 
-# One statement inserts or counts a redelivery, so 50 concurrent deliveries are one row.
-STORE_EVENT = """
-INSERT INTO stripe_events (id, type, created, livemode, api_version, account, payload, source)
-VALUES (%(id)s, %(type)s, to_timestamp(%(created)s), %(livemode)s, %(api_version)s,
-        %(account)s, %(payload)s::jsonb, 'webhook')
+# One statement stores a batch (EventWriter's group commit, often of one event): a new id is
+# inserted, a redelivery only counted, so 50 concurrent deliveries are one row with deliveries=50.
+# Deliveries of one id within a batch are folded into one row first (ON CONFLICT may touch a row
+# only once per statement). Plain VALUES rows, not unnest() over arrays: psycopg dumps scalars
+# several times faster than lists, and each batch size is prepared once.
+STORE_EVENTS = """
+INSERT INTO stripe_events
+       (id, type, created, livemode, api_version, account, payload, deliveries)
+VALUES {rows}
 ON CONFLICT (id) DO UPDATE
-   SET deliveries = stripe_events.deliveries + 1, last_received_at = now()
-RETURNING (xmax = 0) AS inserted
+   SET deliveries = stripe_events.deliveries + EXCLUDED.deliveries, last_received_at = now()
+RETURNING id, (xmax = 0) AS inserted
 """
+ROW = "(%s, %s, to_timestamp(%s), %s, %s, %s, %s::jsonb, %s)"
+
+
+@functools.lru_cache(maxsize=256)
+def store_events_sql(count: int) -> str:
+    return STORE_EVENTS.format(rows=", ".join([ROW] * count))
+
 
 RECORD_REJECTION = """
 INSERT INTO webhook_rejections (reason, client_addr, body_size, body_sha256, excerpt)
@@ -22,22 +37,19 @@ VALUES (%(reason)s, %(client_addr)s, %(body_size)s, %(body_sha256)s, %(excerpt)s
 """
 
 
-async def store_event(conn: AsyncConnection, event: VerifiedEvent) -> bool:
-    """True if the event is new, False if it was a redelivery."""
-    cur = await conn.execute(
-        STORE_EVENT,
-        {
-            "id": event.id,
-            "type": event.type,
-            "created": event.created,
-            "livemode": event.livemode,
-            "api_version": event.api_version,
-            "account": event.account,
-            "payload": event.payload,
-        },
-    )
-    row = await cur.fetchone()
-    return bool(row and row[0])
+async def store_events(conn: AsyncConnection, events: Sequence[VerifiedEvent]) -> set[str]:
+    """Store a batch in one statement; the ids that were new (the rest were redeliveries)."""
+    first: dict[str, VerifiedEvent] = {}
+    deliveries: Counter[str] = Counter()
+    for event in events:
+        first.setdefault(event.id, event)
+        deliveries[event.id] += 1
+    params: list[object] = []
+    for e in first.values():
+        params += (e.id, e.type, e.created, e.livemode, e.api_version, e.account, e.payload)
+        params.append(deliveries[e.id])
+    cur = await conn.execute(store_events_sql(len(first)), params)
+    return {event_id for event_id, inserted in await cur.fetchall() if inserted}
 
 
 async def record_rejection(

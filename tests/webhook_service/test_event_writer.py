@@ -1,0 +1,86 @@
+"""EventWriter, the webhook's group commit: batched writes must answer each request as if alone."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import psycopg
+import pytest
+from psycopg_pool import AsyncConnectionPool
+
+from tests.support import EVENT_FIXTURES, fixture_event
+from webhook_service.stripe_webhooks.verify import VerifiedEvent
+from webhook_service.stripe_webhooks.writer import EventWriter
+
+
+def verified(event: dict, payload: str | None = None) -> VerifiedEvent:
+    return VerifiedEvent(
+        id=event["id"],
+        type=event["type"],
+        created=event["created"],
+        livemode=event["livemode"],
+        api_version=event.get("api_version"),
+        account=event.get("account"),
+        payload=json.dumps(event) if payload is None else payload,
+    )
+
+
+def store_all(database_url: str, events: list[VerifiedEvent]) -> list[bool | BaseException]:
+    """Every event offered at once, to a writer allowed one write in flight: the first goes out
+    alone and all the others queue behind it, then share one statement."""
+
+    async def go() -> list[bool | BaseException]:
+        kwargs = {"autocommit": True}
+        async with AsyncConnectionPool(database_url, min_size=1, max_size=2, kwargs=kwargs) as pool:
+            writer = EventWriter(pool, max_inflight=1)
+            return await asyncio.gather(*map(writer.store, events), return_exceptions=True)
+
+    return asyncio.run(go())
+
+
+def test_queued_deliveries_share_a_write_and_each_gets_its_own_answer(database_url, db):
+    events = [verified(fixture_event(name)) for name in EVENT_FIXTURES[:6]]
+    db.execute(  # one of them was delivered before
+        "INSERT INTO stripe_events (id, type, created, livemode, payload)"
+        " VALUES (%s, %s, to_timestamp(%s), %s, %s::jsonb)",
+        (events[5].id, events[5].type, events[5].created, events[5].livemode, events[5].payload),
+    )
+    db.commit()
+    # The first four twice (a retry racing the original), all in the same batch.
+    offered = [*events, *events[:4]]
+
+    answers = store_all(database_url, offered)
+
+    # Exactly one "stored" per new event; the repeats and the earlier one are duplicates.
+    assert answers == [True] * 5 + [False] + [False] * 4
+    rows = db.execute("SELECT id, deliveries FROM stripe_events ORDER BY id").fetchall()
+    assert rows == sorted([(e.id, 2) for e in events[:4]] + [(events[4].id, 1), (events[5].id, 2)])
+
+
+def test_an_event_the_database_refuses_fails_alone(database_url, db):
+    good = [verified(fixture_event(name)) for name in EVENT_FIXTURES[:3]]
+    # JSON Python accepts but jsonb refuses (a lone surrogate): it must not take the batch down.
+    refused = verified({**fixture_event(EVENT_FIXTURES[3]), "id": "evt_x"}, '{"a": "\\ud800"}')
+
+    answers = store_all(database_url, [good[0], good[1], refused, good[2]])
+
+    assert answers[:2] == [True, True] and answers[3] is True
+    assert isinstance(answers[2], psycopg.DataError)
+    stored = {r[0] for r in db.execute("SELECT id FROM stripe_events")}
+    assert stored == {e.id for e in good}
+
+
+@pytest.mark.parametrize("max_batch_bytes", [1, 10**9])
+def test_batches_respect_their_size_cap_and_still_store_everything(
+    database_url, db, max_batch_bytes
+):
+    events = [verified(fixture_event(name)) for name in EVENT_FIXTURES]
+
+    async def go() -> list[bool]:
+        async with AsyncConnectionPool(database_url, kwargs={"autocommit": True}) as pool:
+            writer = EventWriter(pool, max_inflight=1, max_batch_bytes=max_batch_bytes)
+            return await asyncio.gather(*map(writer.store, events))
+
+    assert asyncio.run(go()) == [True] * len(events)
+    assert db.execute("SELECT count(*) FROM stripe_events").fetchone() == (len(events),)

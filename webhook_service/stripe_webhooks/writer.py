@@ -1,0 +1,135 @@
+"""Group commit for webhook events: requests that arrive while a write is in flight share the next.
+
+Under light load every event is written on its own, at once. Under heavy load the events that
+queue up behind the writes in flight go out together in one multi-row statement, so the database
+and psycopg pay one round trip for many events. Each request still gets its 2xx only after the
+statement holding its event has committed (the pool's connections are in autocommit mode).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Sequence
+
+import psycopg
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
+
+from webhook_service.errors import DatabaseUnavailable
+from webhook_service.stripe_webhooks.repository import store_events
+from webhook_service.stripe_webhooks.verify import VerifiedEvent
+
+log = logging.getLogger(__name__)
+
+Pending = tuple[VerifiedEvent, "asyncio.Future[bool]"]
+
+
+class EventWriter:
+    def __init__(
+        self,
+        pool: AsyncConnectionPool,
+        max_inflight: int,
+        max_batch: int = 100,  # psycopg keeps 100 prepared statements: one per batch size
+        max_batch_bytes: int = 4 * 1024 * 1024,
+    ) -> None:
+        self._pool = pool
+        self._max_inflight = max(1, max_inflight)
+        self._max_batch = max_batch
+        self._max_batch_bytes = max_batch_bytes
+        self._queue: list[Pending] = []
+        self._inflight = 0
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def store(self, event: VerifiedEvent) -> bool:
+        """True if the event is new, False for a redelivery; DatabaseUnavailable if not stored."""
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._queue.append((event, future))
+        if self._inflight < self._max_inflight:
+            self._inflight += 1
+            # Started on the next loop iteration: events that arrive in this one join its batch.
+            task = asyncio.create_task(self._drain())
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        return await future
+
+    async def _drain(self) -> None:
+        try:
+            while self._queue:
+                await self._write(self._take())
+        finally:
+            self._inflight -= 1
+
+    def _take(self) -> list[Pending]:
+        """The oldest queued events, up to the batch's count and size (at least one)."""
+        size = count = 0
+        for event, _ in self._queue[: self._max_batch]:
+            size += len(event.payload)
+            if count and size > self._max_batch_bytes:
+                break
+            count += 1
+        batch = self._queue[:count]
+        del self._queue[:count]
+        return batch
+
+    async def _write(self, batch: list[Pending]) -> None:
+        try:
+            inserted = await self._insert([event for event, _ in batch])
+        except psycopg.OperationalError:
+            _settle(batch, failure=_unavailable)
+        except psycopg.Error as exc:
+            if len(batch) == 1:
+                log.error("webhook %s not stored: %s", batch[0][0].id, exc)
+                error = exc  # `exc` is unbound once the except block ends
+                _settle(batch, failure=lambda: error)
+                return
+            # One event the database refuses must not fail the others: write each alone.
+            for pending in batch:
+                await self._write([pending])
+        except BaseException:  # cancelled (shutdown) or a bug: no request may wait forever
+            for _, future in batch:
+                future.cancel()
+            raise
+        else:
+            _settle(batch, inserted=inserted)
+
+    async def _insert(self, events: Sequence[VerifiedEvent]) -> set[str]:
+        """The ids inserted as new; one retry on a broken connection (a restarted database leaves
+        dead connections in the pool), safe because the statement is idempotent."""
+        for attempt in (1, 2):
+            try:
+                async with self._pool.connection() as conn:
+                    return await store_events(conn, events)
+            except PoolTimeout:
+                log.warning("%d webhook(s) not stored: no database connection in time", len(events))
+                break
+            except psycopg.OperationalError as exc:
+                log.warning(
+                    "%d webhook(s) not stored (attempt %d): %s",
+                    len(events),
+                    attempt,
+                    type(exc).__name__,
+                )
+        raise psycopg.OperationalError("the database is unavailable")
+
+
+def _unavailable() -> DatabaseUnavailable:
+    return DatabaseUnavailable(
+        "the event was not stored; retry later", headers={"Retry-After": "5"}
+    )
+
+
+def _settle(
+    batch: list[Pending],
+    inserted: set[str] | None = None,
+    failure: Callable[[], BaseException] | None = None,
+) -> None:
+    """Answer every waiting request; of several deliveries of one id, only the first is new."""
+    for event, future in batch:
+        if future.done():  # the request went away meanwhile (its client disconnected)
+            continue
+        if failure is not None:
+            future.set_exception(failure())
+        else:
+            assert inserted is not None
+            future.set_result(event.id in inserted)
+            inserted.discard(event.id)
