@@ -4,7 +4,8 @@ Stripe keeps 30 days of events. Each run lists them from the stored watermark mi
 (Stripe's list can show an event a little after its `created` time) up to a few minutes ago
 (a webhook for an event created seconds ago may still be on its way), stores the missing ones
 page by page, and only after a complete listing reports them as one webhook_gap and moves the
-watermark. Stored events reach the rules through `late_events_sensor`: they were received
+watermark. The first run also imports history: events created before the webhook's first
+delivery predate the endpoint, so they are stored but never counted as missed. Stored events reach the rules through `late_events_sensor`: they were received
 after their windows were evaluated.
 """
 
@@ -63,15 +64,18 @@ def reconciliation(
     run_at = datetime.now(UTC)
     definition = rules.load().rules.get(GAP_RULE)
     types = definition.event_types if isinstance(definition, GapRule) else []
-    pages = listed = stored = newest = 0
+    pages = listed = stored = history = newest = 0
     with postgres.connect() as conn:
-        since, until = listing_range(run_at, recon_sql.listed_until(conn), config)
+        watermark = recon_sql.listed_until(conn)
+        since, until = listing_range(run_at, watermark, config)
+        history_before = recon_sql.coverage_start(conn, run_at) if watermark is None else None
         # Each page is its own transaction, committed as stored: what was stored survives a run
         # that fails later, and received_at (now()) is when it was stored, as the sensor expects.
         conn.commit()
         context.log.info("listing Stripe events created %s .. %s", since, until)
         for page in stripe.list_events(since, until, types):
-            stored += recon_sql.store_page(conn, page)
+            new, old = recon_sql.store_page(conn, page, history_before)
+            stored, history = stored + new, history + old
             conn.commit()
             pages, listed = pages + 1, listed + len(page)
             newest = max([newest, *(event["created"] for event in page)])
@@ -79,8 +83,8 @@ def reconciliation(
         newest_at = datetime.fromtimestamp(newest, UTC) if newest else None
         recon_sql.advance(conn, until, newest_at, run_at)
     context.log.info(
-        "listed %d events in %d pages, stored %d the webhook missed; gap: %s",
-        listed, pages, stored, outcome,
+        "listed %d events in %d pages, stored %d the webhook missed and %d older history; gap: %s",
+        listed, pages, stored - history, history, outcome,
     )  # fmt: skip
     return dg.MaterializeResult(
         metadata={
@@ -89,7 +93,9 @@ def reconciliation(
             "event_types": ", ".join(types) or "all",
             "pages": pages,
             "events_listed": listed,
-            "missing_stored": stored,
+            "missing_stored": stored - history,
+            "history_imported": history,
+            "history_before": history_before.isoformat() if history_before else "none",
             "gap": outcome,
             "gap_anomaly_id": anomaly_id,
         }

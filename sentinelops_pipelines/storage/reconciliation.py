@@ -13,6 +13,8 @@ from sentinelops_pipelines.rules.gap import Gap, gap_title
 # One statement per page. Stored exactly like a webhook event, but deliveries = 0: the webhook
 # never delivered it, and its ON CONFLICT counts the first real delivery as 1 and keeps the
 # source. Existing rows are left untouched, so an event the webhook stored is never missing.
+# Events created before `history_before` (first run only) are history, not missed: they are
+# marked reported at once, so no gap counts them.
 STORE_PAGE = """
 WITH stored AS (
     INSERT INTO stripe_events
@@ -22,9 +24,17 @@ WITH stored AS (
            'reconciliation', 0
       FROM jsonb_array_elements(%(page)s) AS ev
     ON CONFLICT (id) DO NOTHING
-    RETURNING id
+    RETURNING id, created
 )
-INSERT INTO reconciled_events (event_id) SELECT id FROM stored
+INSERT INTO reconciled_events (event_id, reported_at)
+SELECT id, CASE WHEN created < %(history_before)s THEN now() END FROM stored
+RETURNING reported_at IS NOT NULL
+"""
+
+# Where the webhook's coverage begins: Stripe sends an endpoint only events created after it was
+# added, so the oldest event the webhook delivered marks it. No delivery yet: the run itself.
+COVERAGE_START = """
+SELECT coalesce(min(created), %(run_at)s) FROM stripe_events WHERE source = 'webhook'
 """
 
 # Takes every event no complete run has reported yet (a run that died half-way left some),
@@ -83,9 +93,18 @@ def listed_until(conn: Connection) -> datetime | None:
     return row[0] if row else None
 
 
-def store_page(conn: Connection, events: list[dict[str, Any]]) -> int:
-    """Insert the page's events the database lacks; how many that was."""
-    return conn.execute(STORE_PAGE, {"page": Jsonb(events)}).rowcount
+def coverage_start(conn: Connection, run_at: datetime) -> datetime:
+    row = conn.execute(COVERAGE_START, {"run_at": run_at}).fetchone()
+    return row[0] if row else run_at
+
+
+def store_page(
+    conn: Connection, events: list[dict[str, Any]], history_before: datetime | None
+) -> tuple[int, int]:
+    """Insert the page's events the database lacks: (how many, of which history)."""
+    params = {"page": Jsonb(events), "history_before": history_before}
+    flags = [row[0] for row in conn.execute(STORE_PAGE, params).fetchall()]
+    return len(flags), sum(flags)
 
 
 def take_gap(conn: Connection) -> Gap | None:

@@ -111,10 +111,12 @@ class TestReconciliation:
         alert = db.execute("SELECT kind, status FROM notifications WHERE anomaly_id = %s",
                            (anomaly_id,)).fetchall()  # fmt: skip
         assert alert == [("opened", "pending")]  # the operator is told on Slack
-        assert metadata(result) | {"listed_from": None, "listed_until": None} == {
-            "listed_from": None, "listed_until": None, "event_types": "all", "pages": 4,
-            "events_listed": 11,
-            "missing_stored": 7, "gap": "7 missing: anomaly opened", "gap_anomaly_id": anomaly_id,
+        unchecked = {"listed_from": None, "listed_until": None}
+        assert metadata(result) | unchecked == unchecked | {
+            "event_types": "all", "pages": 4, "events_listed": 11, "missing_stored": 7,
+            "gap": "7 missing: anomaly opened", "gap_anomaly_id": anomaly_id,
+            # The webhook's first delivery was created at T+1: nothing listed is older.
+            "history_imported": 0, "history_before": (T + timedelta(minutes=1)).isoformat(),
         }  # fmt: skip
         thirty_days_ago = (datetime.now(UTC) - timedelta(days=30)).timestamp()
         assert abs(int(api.requests[0].query["created[gte]"]) - thirty_days_ago) < 60
@@ -151,6 +153,7 @@ class TestReconciliation:
 
     def test_a_gap_that_continues_into_the_next_run_is_the_same_anomaly(self, database_url, db):
         now = datetime.now(UTC)
+        streams.store(database_url, streams.succeeded_payment(now - timedelta(hours=2), "w"))
         api = EventsAPI(events=[*streams.failed_payment(now - timedelta(minutes=40), "h"),
                                 *streams.dispute(now - timedelta(minutes=38), "i")])  # fmt: skip
         with api.serve() as url:
@@ -168,6 +171,40 @@ class TestReconciliation:
         assert title.startswith("5 Stripe events never arrived by webhook")
         assert end == window_of(now - timedelta(minutes=13)) + timedelta(minutes=5)
         assert evidence["missing"] == 5 and evidence["missing_by_type"]["charge.refunded"] == 1
+
+    def test_the_first_run_imports_what_predates_the_webhook_as_history_not_a_gap(
+        self, database_url, db
+    ):
+        now = datetime.now(UTC)
+        history = [*streams.failed_payment(now - timedelta(days=20), "old1"),
+                   *streams.dispute(now - timedelta(days=3), "old2")]  # fmt: skip
+        first_delivery = streams.succeeded_payment(now - timedelta(days=1), "hook")
+        missed = streams.refund(now - timedelta(hours=5), "lost")
+        api = EventsAPI(events=[*history, *first_delivery, *missed])
+        streams.store(database_url, first_delivery)  # the webhook began a day ago
+
+        with api.serve() as url:
+            result = reconcile(database_url, url)
+
+        assert result.success
+        # Every event is kept; only the one created after the webhook's first delivery is missed.
+        assert stored(db, "reconciliation") == ids(history) | ids(missed)
+        assert metadata(result)["history_imported"] == len(history)
+        assert metadata(result)["missing_stored"] == len(missed)
+        (evidence,) = db.execute("SELECT evidence FROM anomalies").fetchone()
+        assert evidence["missing"] == len(missed)
+        assert set(evidence["sample_event_ids"]) == ids(missed)
+
+    def test_a_first_run_before_any_webhook_arrived_raises_no_gap(self, database_url, db):
+        now = datetime.now(UTC)
+        history = [*streams.failed_payment(now - timedelta(days=2), "p"),
+                   *streams.dispute(now - timedelta(hours=1), "q")]  # fmt: skip
+        with EventsAPI(events=history).serve() as url:
+            result = reconcile(database_url, url)
+
+        assert result.success and metadata(result)["gap"] == "none"
+        assert stored(db, "reconciliation") == ids(history)
+        assert db.execute("SELECT count(*) FROM anomalies").fetchone() == (0,)
 
     def test_types_the_webhook_endpoint_never_subscribed_to_are_not_missing(
         self, database_url, db, api, tmp_path
