@@ -6,7 +6,9 @@
 Starts `python -m sentinelops.cli up` (own process group, SENTINELOPS_HOME=--home, by default a
 fresh temporary directory, so the user's .sentinelops is never touched; embedded PostgreSQL unless
 --database-url) with the 5-minute rules schedule running, then sends distinct events
-(evt_soak_<tag>_<n>) open-loop at --rate for --duration, each signed with the stack's generated
+(evt_soak_<tag>_<n>) open-loop at --rate, first for --warmup seconds (default 60: Dagster's daemon
+starts its code servers and the API's pool fills; memory is sampled only after it), then for
+--duration, each signed with the stack's generated
 webhook secret when it goes out. A non-2xx (or a broken connection) is retried like Stripe would,
 with back-off, at most RETRIES times; latency counts from the event's scheduled send time to its
 2xx, so queueing is not hidden. Afterwards it checks that every 2xx id is stored exactly once,
@@ -52,7 +54,7 @@ def signed(event: dict, secret: str) -> Event:
     signature = stripe.WebhookSignature.generate_signature_header(text, secret)
     head = f"POST {WEBHOOK} HTTP/1.1\r\nHost: {HOST}\r\nStripe-Signature: {signature}"
     head += f"\r\nContent-Type: application/json\r\nContent-Length: {len(text)}\r\n\r\n"
-    return Event({}, (head + text).encode())
+    return Event(None, (head + text).encode())
 
 
 class Load:
@@ -287,13 +289,14 @@ def parse_args() -> argparse.Namespace:
     add = parser.add_argument
     add("--rate", type=float, default=300.0, help="events/s (default 300)")
     add("--duration", type=float, default=300.0, help="seconds of load (default 300)")
+    add("--warmup", type=float, default=60.0, help="seconds of load before (default 60)")
     add("--api-port", type=int, default=0, help="default: a free port")
     add("--dagster-port", type=int, default=0, help="default: a free port")
     add("--home", type=Path, help="SENTINELOPS_HOME of the stack (default: a fresh temp dir)")
     add("--database-url", help="default: the stack's embedded server in --home")
     args = parser.parse_args()
-    if not (0 < args.rate <= 2000 and 0 < args.duration <= 3600):
-        parser.error("keep --rate in (0, 2000] and --duration in (0, 3600]")
+    if not (0 < args.rate <= 2000 and 0 < args.duration <= 3600 and 0 <= args.warmup <= 600):
+        parser.error("keep --rate in (0, 2000], --duration in (0, 3600], --warmup in [0, 600]")
     args.api_port = args.api_port or bench._free_port()
     args.dagster_port = args.dagster_port or bench._free_port()
     return args
@@ -303,7 +306,7 @@ def main() -> int:
     args = parse_args()
     home = (args.home or Path(tempfile.mkdtemp(prefix="sentinelops-soak-"))).absolute()
     tag = f"{int(time.time())}_{os.getpid()}"
-    proc, pids, ok = None, {}, False
+    proc, pids, ok, lost_warm = None, {}, False, 0
     try:
         print(f"starting the stack in {home} (api :{args.api_port}, dagster :{args.dagster_port})")
         proc, _ = start_stack(args, home)
@@ -311,12 +314,17 @@ def main() -> int:
         secret = (home / "webhook-secret").read_text().strip()
         pids = stack_pids(proc.pid, home, db_url, bool(args.database_url))
         print("up; pids:", ", ".join(f"{k}={v}" for k, v in pids.items()), flush=True)
+        if args.warmup:
+            print(f"warm-up: {args.rate:.0f}/s for {args.warmup:.0f} s", flush=True)
+            warm = uvloop.run(soak(args.api_port, secret, args.rate, args.warmup, f"{tag}_w"))
+            lost_warm = check_stored(db_url, f"{tag}_w", warm.acked)[0] + warm.failed
+            print(f"warm-up: {len(warm.acked)} events acknowledged, {lost_warm} lost", flush=True)
         mem_start, since = memory(pids), time.time()
         print(f"soak: {args.rate:.0f}/s for {args.duration:.0f} s from", end=" ")
         print(datetime.now(UTC).strftime("%H:%M:%S UTC"), flush=True)
-        load = uvloop.run(soak(args.api_port, secret, args.rate, args.duration, tag))
+        load = uvloop.run(soak(args.api_port, secret, args.rate, args.duration, f"{tag}_m"))
         mem_end = memory(pids)
-        lost, twice, extra = check_stored(db_url, tag, load.acked)
+        lost, twice, extra = check_stored(db_url, f"{tag}_m", load.acked)
         runs, windows = rules_runs(args.dagster_port, since), windows_computed(db_url, since)
         load_ok = report(args, load, lost, twice, extra)
         memory_ok = memory_report(mem_start, mem_end)
@@ -330,7 +338,7 @@ def main() -> int:
         print(f"VERDICT memory: {'PASS' if memory_ok else 'FAIL'} (growth < {GROWTH_TARGET}%)")
         print(f"VERDICT schedule: {'PASS' if len(runs) >= ticks else 'FAIL'}")
         print(f"VERDICT shutdown: {'PASS' if code == 0 else 'FAIL'}")
-        ok = load_ok and memory_ok and len(runs) >= ticks and code == 0
+        ok = load_ok and memory_ok and len(runs) >= ticks and code == 0 and not lost_warm
     finally:
         if proc is not None:
             stop_stack(proc, pids)
