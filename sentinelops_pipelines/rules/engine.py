@@ -132,13 +132,12 @@ def count_spike(name: str, rule: CountRule, w: Window) -> list[Finding]:
     count = sum(w.value(m, minutes) for m in rule.metrics)
     if count < rule.min_count:
         return []
-    per_window = 0.0
-    source, history_windows = "none", 0
-    for metric in rule.metrics:
-        b = w.baseline(metric, rule.min_same_hour_windows, rule.min_history_windows)
-        per_window += b.per_window
-        source, history_windows = b.source, b.windows
-    expected = per_window * minutes / 5
+    baselines = {
+        m: w.baseline(m, rule.min_same_hour_windows, rule.min_history_windows) for m in rule.metrics
+    }
+    expected = sum(b.per_window for b in baselines.values()) * minutes / 5
+    # Which history a baseline comes from depends on the window's history, not the metric.
+    kind = next(iter(baselines.values()))
     floor = max(expected, rule.min_expected)
     severity = rule.factors.severity(count / floor)
     first_ever = sum(w.history_30d.get(m, 0) for m in rule.metrics) == 0
@@ -163,8 +162,11 @@ def count_spike(name: str, rule: CountRule, w: Window) -> list[Finding]:
                 "window_minutes": minutes,
                 "baseline": {
                     "expected": round(expected, 3),
-                    "source": source,
-                    "history_windows": history_windows,
+                    "source": kind.source,
+                    "history_windows": kind.windows,
+                    "by_metric": {
+                        m: round(b.per_window * minutes / 5, 3) for m, b in baselines.items()
+                    },
                     "first_in_30_days": first_ever,
                 },
                 "thresholds": {

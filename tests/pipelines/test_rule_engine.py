@@ -91,6 +91,19 @@ def test_churn_adds_cancellations_and_failed_invoices():
     assert "cancellations and failed invoice payments" in finding.title
 
 
+def test_churn_expects_the_sum_of_both_baselines_and_shows_each():
+    # 30 days of 5-minute windows: 1 cancellation and 2 failed invoices per 6 windows (30 min).
+    windows = 8640
+    history = {"subscriptions_cancelled": windows / 6, "invoice_payments_failed": windows / 3}
+    w = window(last_30m={"subscriptions_cancelled": 9, "invoice_payments_failed": 9},
+               history=history, windows_30d=windows)  # fmt: skip
+    (finding,) = evaluate("churn_spike", BOOK.rules["churn_spike"], w)
+    baseline = finding.evidence["baseline"]
+    assert baseline["expected"] == 3.0 and baseline["source"] == "30_day_average"
+    assert baseline["by_metric"] == {"subscriptions_cancelled": 1.0, "invoice_payments_failed": 2.0}
+    assert "(usually 3.0)" in finding.title
+
+
 def amounts(amount, payments=100, average=1000, windows=300):
     return window(
         amounts=[
