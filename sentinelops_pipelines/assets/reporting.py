@@ -16,15 +16,20 @@ from sentinelops_pipelines.summary.writers import SummaryWriter
 
 
 def _reuse(stored: dict | None, facts: dict) -> template.Wording | None:
-    """The stored AI wording when the facts have not changed: one AI call per day, however
-    often the day is re-materialized."""
-    if stored is None or not stored["used_ai"] or stored["facts"] != facts:
+    """The stored wording when the facts have not changed and it is worth keeping: AI wording
+    (one AI call per day, however often the day is re-materialized), or whatever wording was
+    already posted (the API keeps showing what Slack showed). A deterministic summary that was
+    never posted is worded again, so an AI that is back improves it."""
+    if stored is None or stored["facts"] != facts:
+        return None
+    if not (stored["used_ai"] or stored["delivered_at"]):
         return None
     return template.Wording(
         overall=stored["overall"],
         highlights=stored["highlights"],
         watch=stored["watch"],
-        used_ai=True,
+        used_ai=stored["used_ai"],
+        ai_error=stored["ai_error"],
         model=stored["model"],
     )
 

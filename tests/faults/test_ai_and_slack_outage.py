@@ -215,15 +215,18 @@ def test_alerts_and_the_summary_go_out_once_after_a_day_without_slack_and_openai
         assert s2["delivered_at"] is not None
         assert summary_row(db, DAY1) == shipped_day1  # not rewritten by day 2's run
 
-        # Re-running day 1 now that the AI answers: the stored wording is regenerated (the
-        # asset reuses only AI wording), the facts are unchanged, and Slack hears nothing.
+        # Re-running day 1 now that the AI answers: its facts are unchanged and it was posted,
+        # so it keeps the wording Slack showed (the API must not tell another story), the AI
+        # is not asked, and Slack hears nothing.
         ai.script(ai_answer(facts))
+        asked_before_rerun = len(ai.received)
         summarise(database_url, DAY1, ai, slack)
         delivery_passes(database_url, slack, 3)
-        rewritten = stored(db, DAY1)
-        assert (rewritten["used_ai"], rewritten["facts"]) == (True, facts)
-        assert rewritten["delivered_at"] == shipped_day1["delivered_at"]
-        assert unknown_numbers(rewritten["text"], rewritten["facts"]) == []
+        assert len(ai.received) == asked_before_rerun
+        kept = stored(db, DAY1)
+        assert (kept["used_ai"], kept["ai_error"], kept["facts"]) == (False, "ai_timeout", facts)
+        assert kept["text"] == s1["text"]
+        assert kept["delivered_at"] == shipped_day1["delivered_at"]
 
     # The user-visible guarantee, over the whole scenario: each message in Slack exactly once.
     accepted = texts(slack.accepted)
