@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import time
 from dataclasses import dataclass
 
@@ -19,6 +20,9 @@ REASON_OUTCOMES = {
     "malformed_json": "malformed",
     "too_large": "too_large",
 }
+# PostgreSQL's to_timestamp() and Python's datetime (which reads `created` back) end at year 9999;
+# past it the INSERT fails (a 500). Stripe's times are all after 1970.
+MAX_CREATED = 253_402_300_799  # 9999-12-31T23:59:59Z
 
 
 class WebhookRejected(SentinelOpsError):
@@ -58,6 +62,10 @@ class VerifiedEvent:
 
 
 def _parse_header(header: str) -> tuple[int, list[str]]:
+    if not header.isascii():
+        # Stripe's header is ASCII; a non-ASCII v1 makes stripe's hmac.compare_digest raise
+        # TypeError (a 500) instead of failing the comparison.
+        raise WebhookRejected("malformed_header", "Stripe-Signature must be ASCII")
     timestamp: int | None = None
     signatures = []
     for item in header.split(","):
@@ -83,7 +91,9 @@ def verify(body: bytes, header: str | None, secrets: list[str], tolerance: int) 
     if not header:
         raise WebhookRejected("missing_header", "the Stripe-Signature header is missing")
     timestamp, _ = _parse_header(header)
-    if abs(time.time() - timestamp) > tolerance:
+    now = time.time()
+    # Compared, not subtracted: int - float overflows for a t= beyond 1e308 (a 500).
+    if not now - tolerance <= timestamp <= now + tolerance:
         raise WebhookRejected(
             "timestamp_out_of_tolerance",
             f"the signature timestamp is more than {tolerance} s from now (replay or clock skew)",
@@ -101,12 +111,42 @@ def verify(body: bytes, header: str | None, secrets: list[str], tolerance: int) 
             stripe.WebhookSignature.verify_header(text, header, secret, tolerance)
         except stripe.SignatureVerificationError:
             continue
-        try:
-            event = json.loads(text)
-        except ValueError:
-            raise WebhookRejected("malformed_json", "the signed body is not valid JSON") from None
-        return _to_verified(event, text)
+        return _to_verified(_parse(text), text)
     raise WebhookRejected("signature_mismatch", "no signature matches the payload for any secret")
+
+
+# The body is stored as jsonb, and PostgreSQL refuses some JSON that Python's json module reads.
+# A signed body it would refuse must be a 400 here, not a failed INSERT: that is a 500, which
+# Stripe retries for days. Each check below was such a 500 (tests/webhook_service/
+# test_webhook_fuzz.py).
+def _refuse_constant(name: str) -> float:
+    raise ValueError(f"{name} is not JSON")  # NaN, Infinity, -Infinity: jsonb refuses them
+
+
+def _finite_float(literal: str) -> float:
+    value = float(literal)
+    # Past a double's range a literal reads as inf (1e999) or 0.0 (1e-999), and jsonb's numeric
+    # fails a little further out (past 1e131071, below 1e-16383). Stripe sends nothing of the
+    # kind, so refuse the whole range rather than mirror PostgreSQL's limits.
+    if math.isinf(value) or (value == 0 and literal.lower().partition("e")[0].strip("-0.")):
+        raise ValueError(f"{literal} does not fit a double")
+    return value
+
+
+_DECODER = json.JSONDecoder(parse_constant=_refuse_constant, parse_float=_finite_float)
+
+
+def _parse(text: str) -> object:
+    try:
+        event = _DECODER.decode(text)
+        # A \ud800-\udfff escape that is not half of a pair reads as a lone surrogate, which
+        # jsonb refuses and UTF-8 cannot encode. (The "\\" test first: it is a memchr, while
+        # the other two cost microseconds, and most bodies have no backslash at all.)
+        if "\\" in text and ("\\ud" in text or "\\uD" in text):
+            json.dumps(event, ensure_ascii=False).encode("utf-8")
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than Python recurses
+        raise WebhookRejected("malformed_json", "the signed body is not valid JSON") from None
+    return event
 
 
 def _field(event: object, key: str) -> object:
@@ -124,6 +164,7 @@ def _to_verified(event: object, text: str) -> VerifiedEvent:
         or not event_type
         or not isinstance(created, int)
         or isinstance(created, bool)
+        or not 0 <= created <= MAX_CREATED
         or not isinstance(livemode, bool)
         or "\\u0000" in text  # JSONB cannot hold NUL; Stripe never sends it
     ):
