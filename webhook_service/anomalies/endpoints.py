@@ -20,7 +20,7 @@ from webhook_service.anomalies.schemas import (
 from webhook_service.deps import PoolDep, require_read, require_write
 from webhook_service.errors import InvalidCursor
 from webhook_service.pagination import decode_cursor, encode_cursor
-from webhook_service.schemas import ErrorBody
+from webhook_service.schemas import NO_NUL, ErrorBody
 
 router = APIRouter(
     tags=["anomalies"],
@@ -40,11 +40,13 @@ async def list_anomalies(
     only_open: Annotated[bool, Query(description="only unresolved (open or acknowledged)")] = False,
     status: Status | None = None,
     severity: Severity | None = None,
-    rule: Annotated[str | None, Query(max_length=100)] = None,
+    rule: Annotated[str | None, Query(max_length=100, pattern=NO_NUL)] = None,
     demo_only: Annotated[bool, Query(description="only `sentinelops seed-demo` anomalies")] = False,
     sort: Sort = "severity_desc",
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
+    cursor: Annotated[
+        str | None, Query(description="next_cursor of the previous page", pattern=NO_NUL)
+    ] = None,
 ) -> AnomalyPage:
     after = None
     if cursor:

@@ -6,7 +6,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from webhook_service.anomalies.lifecycle import Status
-from webhook_service.schemas import UTCModel
+from webhook_service.schemas import NO_NUL, UTCModel
 
 Severity = Literal["low", "medium", "high"]
 Sort = Literal["severity_desc", "detected_desc", "detected_asc"]
@@ -49,4 +49,4 @@ class StatusChange(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     status: Status
-    note: str | None = Field(default=None, max_length=2000)
+    note: str | None = Field(default=None, max_length=2000, pattern=NO_NUL)

@@ -6,13 +6,14 @@ from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query
+from fastapi.responses import JSONResponse
 
 from webhook_service.deps import PoolDep, require_read
 from webhook_service.errors import NotFound
 from webhook_service.events import repository
 from webhook_service.events.schemas import EventDetail, EventPage, EventSummary
 from webhook_service.pagination import decode_cursor, encode_cursor
-from webhook_service.schemas import ErrorBody
+from webhook_service.schemas import NO_NUL, ErrorBody
 
 router = APIRouter(
     tags=["events"],
@@ -24,11 +25,15 @@ router = APIRouter(
 @router.get("/events", response_model=EventPage, summary="List stored Stripe events, newest first")
 async def list_events(
     pool: PoolDep,
-    type: Annotated[str | None, Query(description="Stripe event type, e.g. charge.failed")] = None,
+    type: Annotated[
+        str | None, Query(description="Stripe event type, e.g. charge.failed", pattern=NO_NUL)
+    ] = None,
     since: Annotated[datetime | None, Query(description="created at or after (ISO 8601)")] = None,
     until: Annotated[datetime | None, Query(description="created before (ISO 8601)")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
+    cursor: Annotated[
+        str | None, Query(description="next_cursor of the previous page", pattern=NO_NUL)
+    ] = None,
 ) -> EventPage:
     after = decode_cursor(cursor, (datetime, str)) if cursor else None
     async with pool.connection() as conn:
@@ -46,9 +51,15 @@ async def list_events(
     responses={404: {"model": ErrorBody}},
     summary="One stored event by its Stripe id",
 )
-async def get_event(pool: PoolDep, event_id: Annotated[str, Path(max_length=255)]) -> EventDetail:
+async def get_event(
+    pool: PoolDep, event_id: Annotated[str, Path(max_length=255, pattern=NO_NUL)]
+) -> JSONResponse:
     async with pool.connection() as conn:
         row = await repository.get_event(conn, event_id)
     if row is None:
         raise NotFound(f"event {event_id} was never received")
-    return EventDetail(**row)
+    # The payload is returned as stored, not through pydantic: Stripe's JSON may nest deeper
+    # than pydantic serializes (a 500 for a signed event ~300 levels deep, which the webhook
+    # accepts), and it needs no validation on the way out.
+    payload = row.pop("payload")
+    return JSONResponse({**EventSummary(**row).model_dump(mode="json"), "payload": payload})
