@@ -84,3 +84,20 @@ def test_batches_respect_their_size_cap_and_still_store_everything(
 
     assert asyncio.run(go()) == [True] * len(events)
     assert db.execute("SELECT count(*) FROM stripe_events").fetchone() == (len(events),)
+
+
+def test_the_envelope_columns_come_from_the_verified_event(database_url, db):
+    connect = {**fixture_event(EVENT_FIXTURES[0]), "id": "evt_connect", "account": "acct_1Abc"}
+    odd = {**fixture_event(EVENT_FIXTURES[1]), "id": "evt_odd", "api_version": 7, "account": None}
+
+    assert store_all(database_url, [verified(connect), verified(odd)]) == [True, True]
+
+    rows = db.execute(
+        "SELECT id, type, extract(epoch FROM created)::bigint, livemode, api_version, account"
+        " FROM stripe_events ORDER BY id"
+    ).fetchall()
+    assert rows == [
+        ("evt_connect", connect["type"], connect["created"], connect["livemode"],
+         connect["api_version"], "acct_1Abc"),
+        ("evt_odd", odd["type"], odd["created"], odd["livemode"], None, None),  # not strings
+    ]  # fmt: skip
