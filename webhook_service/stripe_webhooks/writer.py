@@ -1,7 +1,7 @@
 """Group commit for webhook events: requests that arrive while a write is in flight share the next.
 
 Under light load every event is written on its own, at once. Under heavy load the events that
-queue up behind the writes in flight go out together in one multi-row statement, so the database
+queue up behind the writes in flight go out together in one statement, so the database
 and psycopg pay one round trip for many events. Each request still gets its 2xx only after the
 statement holding its event has committed (the pool's connections are in autocommit mode).
 """
@@ -29,8 +29,8 @@ class EventWriter:
         self,
         pool: AsyncConnectionPool,
         max_inflight: int,
-        max_batch: int = 100,  # psycopg keeps 100 prepared statements: one per batch size
-        max_batch_bytes: int = 4 * 1024 * 1024,
+        max_batch: int = 100,  # events per statement, and their bodies' bytes: a bounded
+        max_batch_bytes: int = 4 * 1024 * 1024,  # statement, whatever the queue holds
     ) -> None:
         self._pool = pool
         self._max_inflight = max(1, max_inflight)
