@@ -262,6 +262,27 @@ class TestUnavailable:
         assert retry.json()["stored"] is True
         assert [row[1] for row in stored(db)] == [1]
 
+    def test_database_down_under_load_every_sender_gets_503_within_5_s(self, tmp_path, db):
+        # Group commit must not make a request wait for the writes queued before it: with one
+        # write allowed at a time, the twelfth request would otherwise wait ~12 pool timeouts.
+        down = make_settings(
+            "postgresql://postgres@127.0.0.1:1/nowhere", tmp_path, SENTINELOPS_DB_POOL_SIZE="2"
+        )
+        bodies = [event_with("charge.failed.json", id=f"evt_down_{n}") for n in range(12)]
+
+        def deliver(body: bytes) -> tuple[int, float]:
+            with httpx.Client(base_url=base, timeout=30) as http:
+                started = time.monotonic()
+                code = http.post(URL, content=body, headers=signed_headers(body)).status_code
+                return code, time.monotonic() - started
+
+        with live_server(down) as base, ThreadPoolExecutor(len(bodies)) as pool:
+            answers = list(pool.map(deliver, bodies))
+
+        assert [code for code, _ in answers] == [503] * len(bodies)
+        assert max(seconds for _, seconds in answers) < 5
+        assert stored(db) == []
+
     def test_signature_header_value_never_reaches_the_response(self, client):
         body = fixture_bytes("charge.failed.json")
         header = sign(body, "whsec_other")

@@ -4,6 +4,8 @@ Under light load every event is written on its own, at once. Under heavy load th
 queue up behind the writes in flight go out together in one statement, so the database
 and psycopg pay one round trip for many events. Each request still gets its 2xx only after the
 statement holding its event has committed (the pool's connections are in autocommit mode).
+Each request also keeps its own deadline, the pool's timeout from its arrival: events queued
+behind failing writes get their 503 in time, not one pool timeout per write ahead of them.
 """
 
 from __future__ import annotations
@@ -21,7 +23,10 @@ from webhook_service.stripe_webhooks.verify import VerifiedEvent
 
 log = logging.getLogger(__name__)
 
-Pending = tuple[VerifiedEvent, "asyncio.Future[bool]"]
+Pending = tuple[VerifiedEvent, "asyncio.Future[bool]", float]  # the event, its answer, deadline
+# A write that got its connection has this long past the request's deadline to finish: with the
+# pool's 3 s wait, a sender hears within ~4.5 s even from a server that stopped answering.
+EXECUTE_GRACE = 1.5
 
 
 class EventWriter:
@@ -33,6 +38,7 @@ class EventWriter:
         max_batch_bytes: int = 4 * 1024 * 1024,  # statement, whatever the queue holds
     ) -> None:
         self._pool = pool
+        self._timeout = pool.timeout
         self._max_inflight = max(1, max_inflight)
         self._max_batch = max_batch
         self._max_batch_bytes = max_batch_bytes
@@ -42,8 +48,9 @@ class EventWriter:
 
     async def store(self, event: VerifiedEvent) -> bool:
         """True if the event is new, False for a redelivery; DatabaseUnavailable if not stored."""
-        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self._queue.append((event, future))
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[bool] = loop.create_future()
+        self._queue.append((event, future, loop.time() + self._timeout))
         if self._inflight < self._max_inflight:
             self._inflight += 1
             # Started on the next loop iteration: events that arrive in this one join its batch.
@@ -62,7 +69,7 @@ class EventWriter:
     def _take(self) -> list[Pending]:
         """The oldest queued events, up to the batch's count and size (at least one)."""
         size = count = 0
-        for event, _ in self._queue[: self._max_batch]:
+        for event, _, _ in self._queue[: self._max_batch]:
             size += len(event.payload)
             if count and size > self._max_batch_bytes:
                 break
@@ -73,7 +80,8 @@ class EventWriter:
 
     async def _write(self, batch: list[Pending]) -> None:
         try:
-            inserted = await self._insert([event for event, _ in batch])
+            deadline = min(deadline for _, _, deadline in batch)
+            inserted = await self._insert([event for event, _, _ in batch], deadline)
         except psycopg.OperationalError:
             _settle(batch, failure=_unavailable)
         except psycopg.Error as exc:
@@ -86,21 +94,26 @@ class EventWriter:
             for pending in batch:
                 await self._write([pending])
         except BaseException:  # cancelled (shutdown) or a bug: no request may wait forever
-            for _, future in batch:
+            for _, future, _ in batch:
                 future.cancel()
             raise
         else:
             _settle(batch, inserted=inserted)
 
-    async def _insert(self, events: Sequence[VerifiedEvent]) -> set[str]:
+    async def _insert(self, events: Sequence[VerifiedEvent], deadline: float) -> set[str]:
         """The ids inserted as new; one retry on a broken connection (a restarted database leaves
         dead connections in the pool), safe because the statement is idempotent."""
+        loop = asyncio.get_running_loop()
         for attempt in (1, 2):
+            if (wait := deadline - loop.time()) <= 0:
+                log.warning("%d webhook(s) not stored: out of time", len(events))
+                break
             try:
-                async with self._pool.connection() as conn:
-                    return await store_events(conn, events)
-            except PoolTimeout:
-                log.warning("%d webhook(s) not stored: no database connection in time", len(events))
+                async with asyncio.timeout_at(deadline + EXECUTE_GRACE):
+                    async with self._pool.connection(timeout=wait) as conn:
+                        return await store_events(conn, events)
+            except (PoolTimeout, TimeoutError):
+                log.warning("%d webhook(s) not stored: no database answer in time", len(events))
                 break
             except psycopg.OperationalError as exc:
                 log.warning(
@@ -124,7 +137,7 @@ def _settle(
     failure: Callable[[], BaseException] | None = None,
 ) -> None:
     """Answer every waiting request; of several deliveries of one id, only the first is new."""
-    for event, future in batch:
+    for event, future, _ in batch:
         if future.done():  # the request went away meanwhile (its client disconnected)
             continue
         if failure is not None:
