@@ -69,6 +69,15 @@ def make_events(count: int) -> list[Event]:
 Send = Callable[[Event], Awaitable[bool]]
 
 
+def table(rows: list[list[str]]) -> None:
+    """Print rows as a right-aligned table, the first row its header, then a blank line."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    rows.insert(1, ["-" * w for w in widths])
+    for row in rows:
+        print("  ".join(cell.rjust(w) for cell, w in zip(row, widths, strict=True)))
+    print()
+
+
 @asynccontextmanager
 async def http_sender(port: int, connections: int) -> AsyncIterator[Send]:
     """Keep-alive HTTP/1.1 on `connections` sockets, writing pre-built requests (more queue).

@@ -157,12 +157,7 @@ def run(args: argparse.Namespace, target: Target, mode: str, c: int, open_: Open
 
 
 def print_report(rows: list[Row], rate: float) -> None:
-    table = [COLUMNS.split("|"), *(row.cells() for row in rows)]
-    widths = [max(len(line[i]) for line in table) for i in range(len(table[0]))]
-    table.insert(1, ["-" * width for width in widths])
-    for line in table:
-        print("  ".join(cell.rjust(width) for cell, width in zip(line, widths, strict=True)))
-    print()
+    bench.table([COLUMNS.split("|"), *(row.cells() for row in rows)])
     direct = {row.concurrency: row.stats.rate for row in rows if row.mode == "direct"}
     for row in (row for row in rows if row.mode == "http"):
         ratio = row.stats.rate / direct[row.concurrency]

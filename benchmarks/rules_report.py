@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from bench_support import table
 from rules_support import CpuShare
 
 PARTS = ("rollup", "load_windows", "evaluate", "record")
@@ -24,14 +25,6 @@ class Result:
     backfill_dagster: float | None = None
     dagster_opened: int | None = None
     cpu: dict[str, CpuShare] = field(default_factory=dict)
-
-
-def table(rows: list[list[str]]) -> None:
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    rows.insert(1, ["-" * w for w in widths])
-    for row in rows:
-        print("  ".join(cell.rjust(w) for cell, w in zip(row, widths, strict=True)))
-    print()
 
 
 def fmt(value: float | None, scale: float = 1, digits: int = 1) -> str:

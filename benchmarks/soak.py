@@ -40,7 +40,7 @@ import httpx
 import psycopg
 import stripe
 import uvloop
-from bench_support import HOST, ROOT, TEMPLATES, WEBHOOK, Event, http_sender
+from bench_support import HOST, ROOT, TEMPLATES, WEBHOOK, Event, http_sender, table
 
 from sentinelops import embedded
 
@@ -237,14 +237,6 @@ def stop_stack(proc: subprocess.Popen, pids: dict[str, int | None]) -> int | Non
             except (ProcessLookupError, PermissionError):
                 pass
     return code
-
-
-def table(rows: list[list[str]]) -> None:
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    rows.insert(1, ["-" * w for w in widths])
-    for row in rows:
-        print("  ".join(cell.rjust(w) for cell, w in zip(row, widths, strict=True)))
-    print()
 
 
 def report(args: argparse.Namespace, load: Load, lost: int, twice: int, extra: int) -> bool:

@@ -65,7 +65,7 @@ def reconciliation(
     run_at = datetime.now(UTC)
     definition = rules.load().rules.get(GAP_RULE)
     types = definition.event_types if isinstance(definition, GapRule) else []
-    pages = listed = stored = history = newest = 0
+    pages = listed = missing = history = newest = 0
     with postgres.connect() as conn:
         watermark = recon_sql.listed_until(conn)
         since, until = listing_range(run_at, watermark, config)
@@ -75,8 +75,8 @@ def reconciliation(
         conn.commit()
         context.log.info("listing Stripe events created %s .. %s", since, until)
         for page in stripe.list_events(since, until, types):
-            new, old = recon_sql.store_page(conn, page, history_before)
-            stored, history = stored + new, history + old
+            missed, older = recon_sql.store_page(conn, page, history_before)
+            missing, history = missing + missed, history + older
             conn.commit()
             pages, listed = pages + 1, listed + len(page)
             newest = max([newest, *(event["created"] for event in page)])
@@ -85,7 +85,7 @@ def reconciliation(
         recon_sql.advance(conn, until, newest_at, run_at)
     context.log.info(
         "listed %d events in %d pages, stored %d the webhook missed and %d older history; gap: %s",
-        listed, pages, stored - history, history, outcome,
+        listed, pages, missing, history, outcome,
     )  # fmt: skip
     return dg.MaterializeResult(
         metadata={
@@ -94,7 +94,7 @@ def reconciliation(
             "event_types": ", ".join(types) or "all",
             "pages": pages,
             "events_listed": listed,
-            "missing_stored": stored - history,
+            "missing_stored": missing,
             "history_imported": history,
             "history_before": history_before.isoformat() if history_before else "none",
             "gap": outcome,

@@ -135,7 +135,7 @@ def count_spike(name: str, rule: CountRule, w: Window) -> list[Finding]:
     baselines = {
         m: w.baseline(m, rule.min_same_hour_windows, rule.min_history_windows) for m in rule.metrics
     }
-    expected = sum(b.per_window for b in baselines.values()) * minutes / 5
+    expected = sum(b.expected(minutes) for b in baselines.values())
     # Which history a baseline comes from depends on the window's history, not the metric.
     kind = next(iter(baselines.values()))
     floor = max(expected, rule.min_expected)
@@ -164,9 +164,7 @@ def count_spike(name: str, rule: CountRule, w: Window) -> list[Finding]:
                     "expected": round(expected, 3),
                     "source": kind.source,
                     "history_windows": kind.windows,
-                    "by_metric": {
-                        m: round(b.per_window * minutes / 5, 3) for m, b in baselines.items()
-                    },
+                    "by_metric": {m: round(b.expected(minutes), 3) for m, b in baselines.items()},
                     "first_in_30_days": first_ever,
                 },
                 "thresholds": {

@@ -14,7 +14,7 @@ from sentinelops_pipelines.rules.gap import Gap, gap_title
 # never delivered it, and its ON CONFLICT counts the first real delivery as 1 and keeps the
 # source. Existing rows are left untouched, so an event the webhook stored is never missing.
 # Events created before `history_before` (first run only) are history, not missed: they are
-# marked reported at once, so no gap counts them.
+# stored but not entered in reconciled_events, so no gap counts them.
 STORE_PAGE = """
 WITH stored AS (
     INSERT INTO stripe_events
@@ -25,10 +25,14 @@ WITH stored AS (
       FROM jsonb_array_elements(%(page)s) AS ev
     ON CONFLICT (id) DO NOTHING
     RETURNING id, created
+),
+missed AS (
+    INSERT INTO reconciled_events (event_id)
+    SELECT id FROM stored
+     WHERE %(history_before)s::timestamptz IS NULL OR created >= %(history_before)s
+    RETURNING event_id
 )
-INSERT INTO reconciled_events (event_id, reported_at)
-SELECT id, CASE WHEN created < %(history_before)s THEN now() END FROM stored
-RETURNING reported_at IS NOT NULL
+SELECT (SELECT count(*) FROM missed), (SELECT count(*) FROM stored) - (SELECT count(*) FROM missed)
 """
 
 # Where the webhook's coverage begins: Stripe sends an endpoint only events created after it was
@@ -101,10 +105,10 @@ def coverage_start(conn: Connection, run_at: datetime) -> datetime:
 def store_page(
     conn: Connection, events: list[dict[str, Any]], history_before: datetime | None
 ) -> tuple[int, int]:
-    """Insert the page's events the database lacks: (how many, of which history)."""
+    """Insert the page's events the database lacks: (missed by the webhook, older history)."""
     params = {"page": Jsonb(events), "history_before": history_before}
-    flags = [row[0] for row in conn.execute(STORE_PAGE, params).fetchall()]
-    return len(flags), sum(flags)
+    missed, history = conn.execute(STORE_PAGE, params).fetchone()  # type: ignore[misc]
+    return missed, history
 
 
 def take_gap(conn: Connection) -> Gap | None:

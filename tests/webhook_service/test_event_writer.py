@@ -6,7 +6,6 @@ import asyncio
 import json
 
 import psycopg
-import pytest
 from psycopg_pool import AsyncConnectionPool
 
 from tests.support import EVENT_FIXTURES, fixture_event
@@ -15,15 +14,7 @@ from webhook_service.stripe_webhooks.writer import EventWriter
 
 
 def verified(event: dict, payload: str | None = None) -> VerifiedEvent:
-    return VerifiedEvent(
-        id=event["id"],
-        type=event["type"],
-        created=event["created"],
-        livemode=event["livemode"],
-        api_version=event.get("api_version"),
-        account=event.get("account"),
-        payload=json.dumps(event) if payload is None else payload,
-    )
+    return VerifiedEvent(id=event["id"], payload=json.dumps(event) if payload is None else payload)
 
 
 def store_all(database_url: str, events: list[VerifiedEvent]) -> list[bool | BaseException]:
@@ -40,11 +31,13 @@ def store_all(database_url: str, events: list[VerifiedEvent]) -> list[bool | Bas
 
 
 def test_queued_deliveries_share_a_write_and_each_gets_its_own_answer(database_url, db):
-    events = [verified(fixture_event(name)) for name in EVENT_FIXTURES[:6]]
+    fixtures = [fixture_event(name) for name in EVENT_FIXTURES[:6]]
+    events = [verified(event) for event in fixtures]
+    earlier = fixtures[5]
     db.execute(  # one of them was delivered before
         "INSERT INTO stripe_events (id, type, created, livemode, payload)"
-        " VALUES (%s, %s, to_timestamp(%s), %s, %s::jsonb)",
-        (events[5].id, events[5].type, events[5].created, events[5].livemode, events[5].payload),
+        " VALUES (%(id)s, %(type)s, to_timestamp(%(created)s), %(livemode)s, %(payload)s)",
+        {**earlier, "payload": events[5].payload},
     )
     db.commit()
     # The first four twice (a retry racing the original), all in the same batch.
@@ -71,11 +64,9 @@ def test_an_event_the_database_refuses_fails_alone(database_url, db):
     assert stored == {e.id for e in good}
 
 
-@pytest.mark.parametrize("max_batch_bytes", [1, 10**9])
-def test_batches_respect_their_size_cap_and_still_store_everything(
-    database_url, db, max_batch_bytes
-):
+def test_events_larger_than_the_batch_size_cap_are_still_stored(database_url, db):
     events = [verified(fixture_event(name)) for name in EVENT_FIXTURES]
+    max_batch_bytes = 1  # every event is over it: each goes out in a batch of its own
 
     async def go() -> list[bool]:
         async with AsyncConnectionPool(database_url, kwargs={"autocommit": True}) as pool:
@@ -86,7 +77,7 @@ def test_batches_respect_their_size_cap_and_still_store_everything(
     assert db.execute("SELECT count(*) FROM stripe_events").fetchone() == (len(events),)
 
 
-def test_the_envelope_columns_come_from_the_verified_event(database_url, db):
+def test_the_envelope_columns_are_read_from_the_event_body(database_url, db):
     connect = {**fixture_event(EVENT_FIXTURES[0]), "id": "evt_connect", "account": "acct_1Abc"}
     odd = {**fixture_event(EVENT_FIXTURES[1]), "id": "evt_odd", "api_version": 7, "account": None}
 

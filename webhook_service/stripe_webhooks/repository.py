@@ -16,7 +16,7 @@ from webhook_service.stripe_webhooks.verify import VerifiedEvent
 # "e": event}, ...], spliced from the verified bodies: the statement text never changes, so it is
 # parsed and prepared once, and psycopg adapts one string instead of 8 values per event (its
 # per-parameter work was the largest cost of the multi-row VALUES form, benchmarks/ingest.py).
-# The envelope fields were validated by verify(); non-string api_version/account become NULL.
+# verify() checked the envelope fields; a non-string api_version or account is stored as NULL.
 STORE_EVENTS = """
 INSERT INTO stripe_events
        (id, type, created, livemode, api_version, account, payload, deliveries)

@@ -52,12 +52,10 @@ class WebhookNotConfigured(SentinelOpsError):
 
 @dataclass(frozen=True)
 class VerifiedEvent:
+    """A body whose signature and envelope (object, id, type, created, livemode) were checked.
+    The stored columns are read from the body by the INSERT itself (repository.STORE_EVENTS)."""
+
     id: str
-    type: str
-    created: int
-    livemode: bool
-    api_version: str | None
-    account: str | None
     payload: str  # the verified body, stored as-is (PostgreSQL parses it into JSONB)
 
 
@@ -173,13 +171,4 @@ def _to_verified(event: object, text: str) -> VerifiedEvent:
             "the signed body is not a Stripe event (needs object=event, id evt_…, type, created,"
             " livemode)",
         )
-    api_version, account = _field(event, "api_version"), _field(event, "account")
-    return VerifiedEvent(
-        id=event_id,
-        type=event_type,
-        created=created,
-        livemode=livemode,
-        api_version=api_version if isinstance(api_version, str) else None,
-        account=account if isinstance(account, str) else None,
-        payload=text,
-    )
+    return VerifiedEvent(id=event_id, payload=text)
