@@ -89,6 +89,32 @@ def _signal_group(proc: subprocess.Popen, sig: signal.Signals) -> None:
         pass
 
 
+def _end_orphaned_runs(env: dict[str, str]) -> None:
+    """Fail the runs a killed stack left in progress, before Dagster starts again.
+
+    Safe only now: this stack's webserver and daemon are not running yet, so no run worker of
+    it can be alive. (A second stack on the same database would lose its runs to this; run
+    one per database.) A subprocess, because this core package does not import Dagster.
+    """
+    argv = [sys.executable, "-m", "sentinelops_pipelines.orphans"]
+    try:
+        done = subprocess.run(
+            argv, cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=120
+        )
+    except subprocess.TimeoutExpired:
+        log.warning("checking for orphaned Dagster runs timed out; continuing")
+        return
+    for line in done.stdout.splitlines():
+        log.info("orphaned Dagster run: %s", line)
+    if done.returncode != 0:
+        tail = done.stderr.strip().splitlines()[-5:]
+        log.warning(
+            "checking for orphaned Dagster runs failed (exit %s); continuing:\n%s",
+            done.returncode,
+            "\n".join(tail),
+        )
+
+
 def _wait_ready(url: str, procs: dict[str, subprocess.Popen], timeout: float = 120) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -159,6 +185,7 @@ def run_stack(settings: Settings, api_port: int = 8000, dagster_port: int = 3000
             ],
             "dagster-daemon": [str(bindir / "dagster-daemon"), "run", "-w", "workspace.yaml"],
         }
+        _end_orphaned_runs(env)
         for name, argv in commands.items():
             procs[name] = _start(name, argv, env, logdir)
         api_url = f"http://127.0.0.1:{api_port}"
