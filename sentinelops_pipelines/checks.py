@@ -1,13 +1,17 @@
-"""Asset checks: the raw events are fresh when traffic is expected, and no incident is split."""
+"""Asset checks: the raw events are fresh when traffic is expected, no incident is split, every
+closed window is evaluated in time, and no notification failed for good."""
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 
+from sentinelops import coverage
+from sentinelops_pipelines.assets.alerts import slack_notifications
 from sentinelops_pipelines.assets.rules import anomalies, window_metrics
 from sentinelops_pipelines.partitions import five_minute_partitions
 from sentinelops_pipelines.resources import PostgresResource, RulesResource
 from sentinelops_pipelines.storage import anomalies as anomaly_sql
+from sentinelops_pipelines.storage import notifications as outbox
 
 STALE_AFTER = timedelta(minutes=15)
 # Checks share the assets' partitions: an unpartitioned check on a partitioned asset makes
@@ -59,3 +63,64 @@ def one_open_anomaly_per_incident(
         passed=not pairs,
         metadata={"split_incidents": [f"{r}/{s}: {a} and {b}" for r, s, a, b in pairs]},
     )
+
+
+@dg.asset_check(
+    asset=slack_notifications,
+    description="No notification failed for good (a Slack answer no retry can fix)",
+)
+def notifications_delivered(postgres: PostgresResource) -> dg.AssetCheckResult:
+    with postgres.connect() as conn:
+        failed = outbox.failed_count(conn)
+        newest = outbox.newest_failure(conn)
+    if not newest:
+        return dg.AssetCheckResult(passed=True, metadata={"failed": 0})
+    return dg.AssetCheckResult(
+        passed=False,
+        severity=dg.AssetCheckSeverity.ERROR,
+        description=(
+            f"{failed} notification(s) failed for good; the newest: {newest['last_error']}. "
+            "If Slack refused the webhook (403/404/410), set SLACK_WEBHOOK_URL to a working "
+            "incoming webhook: each failed notification is then tried once more."
+        ),
+        metadata={
+            "failed": failed,
+            "newest_error": newest["last_error"] or "",
+            "newest_failed_at": newest["failed_at"].isoformat(),
+        },
+    )
+
+
+LAG_LIMIT = timedelta(minutes=15)
+
+
+def evaluation_lag_result(state: coverage.Coverage) -> dg.AssetCheckResult:
+    """Passes while the newest window evaluated with all its events ended at most LAG_LIMIT ago
+    (and nothing stale has waited that long); the coverage sensor reports it every tick."""
+    lag = state.lag_seconds
+    wait = state.stale_wait_seconds
+    limit = LAG_LIMIT.total_seconds()
+    passed = (lag is None or lag <= limit) and (wait is None or wait <= limit)
+    oldest = state.oldest_stale
+    return dg.AssetCheckResult(
+        passed=passed,
+        severity=dg.AssetCheckSeverity.ERROR,
+        metadata={
+            "evaluation_lag_seconds": round(lag, 1) if lag is not None else -1.0,
+            "oldest_stale_window": oldest.isoformat() if oldest else "none",
+            "stale_windows": len(state.stale_windows),
+            "limit_seconds": limit,
+        },
+    )
+
+
+# Unpartitioned: it judges the whole loop, not a window, and evaluation_lag_sensor reports it
+# between runs (a partition key would collide in Dagster's check table on a second report).
+@dg.asset_check(
+    asset=anomalies,
+    description="Every closed 5-minute window is evaluated with all its events within 15 minutes",
+)
+def evaluation_lag(postgres: PostgresResource) -> dg.AssetCheckResult:
+    with postgres.connect() as conn:
+        state = coverage.scan(conn, datetime.now(UTC), five_minute_partitions.start)
+    return evaluation_lag_result(state)

@@ -20,11 +20,16 @@ from sentinelops_pipelines.assets.reconciliation import (
 from sentinelops_pipelines.assets.reporting import daily_summary
 from sentinelops_pipelines.assets.rules import anomalies, window_metrics
 from sentinelops_pipelines.assets.sources import stripe_events
-from sentinelops_pipelines.checks import one_open_anomaly_per_incident, stripe_events_fresh
+from sentinelops_pipelines.checks import (
+    evaluation_lag,
+    notifications_delivered,
+    one_open_anomaly_per_incident,
+    stripe_events_fresh,
+)
 from sentinelops_pipelines.jobs import rules_job
 from sentinelops_pipelines.resources import PostgresResource, RulesResource
 from sentinelops_pipelines.schedules import rules_schedule
-from sentinelops_pipelines.sensors import late_events_sensor
+from sentinelops_pipelines.sensors import coverage_sensor, evaluation_lag_sensor
 from sentinelops_pipelines.slack import SlackResource
 from sentinelops_pipelines.stripe_api import StripeResource
 from sentinelops_pipelines.summary.writers import OpenAISummary
@@ -38,10 +43,20 @@ defs = dg.Definitions(
         slack_notifications,
         daily_summary,
     ],
-    asset_checks=[stripe_events_fresh, one_open_anomaly_per_incident],
+    asset_checks=[
+        stripe_events_fresh,
+        one_open_anomaly_per_incident,
+        evaluation_lag,
+        notifications_delivered,
+    ],
     jobs=[rules_job, reconciliation_job, alerts_job, daily_summary_job],
     schedules=[rules_schedule, reconciliation_schedule, daily_summary_schedule],
-    sensors=[late_events_sensor, alerts_after_runs_sensor, pipeline_failure_sensor],
+    sensors=[
+        coverage_sensor,
+        evaluation_lag_sensor,
+        alerts_after_runs_sensor,
+        pipeline_failure_sensor,
+    ],
     resources={
         "postgres": PostgresResource(),
         "rules": RulesResource(),

@@ -130,3 +130,48 @@ def failure_message(job_name: str, run_id: str, error: str) -> tuple[str, list[d
         _context(f"Open the Dagster UI, Runs, run {run_id[:8]}, for the logs."),
     ]
     return text, blocks
+
+
+MAX_LISTED = 15  # incidents named one by one; the counts cover all of them
+
+
+def catch_up_message(incidents: list[dict]) -> tuple[str, list[dict]]:
+    """Incidents a run found long after their windows ended (a catch-up after downtime,
+    imported history): one message with the counts, not one alert each."""
+    by_rule: dict[str, dict[str, int]] = {}
+    for a in incidents:
+        counts = by_rule.setdefault(a["rule"], {"high": 0, "medium": 0, "low": 0})
+        counts[a["severity"]] += 1
+    oldest = min(a["window_start"] for a in incidents)
+    newest = max(a["window_end"] for a in incidents)
+    n = len(incidents)
+    noun = "incident" if n == 1 else "incidents"
+    text = (
+        f"Catch-up: {n} past {noun} found late, {window_text(oldest, newest)}"
+        " (recorded, not posted one by one)"
+    )
+    lines = [
+        f"`{rule}`: " + ", ".join(f"{c} {sev}" for sev, c in counts.items() if c)
+        for rule, counts in sorted(by_rule.items())
+    ]
+    listed = [
+        f"#{a['id']} {a['severity']} · {window_text(a['window_start'], a['window_end'])}"
+        f" · {escape(a['title'])} ({a['status']})"
+        for a in incidents[:MAX_LISTED]
+    ]
+    if n > MAX_LISTED:
+        listed.append(f"… and {n - MAX_LISTED} more")
+    blocks = [
+        _header(f":hourglass: {n} past {noun} found late"),
+        _section(
+            f"The rules caught up on windows that ended long before they were"
+            f" evaluated (downtime, imported history or late deliveries). Oldest window start"
+            f" {oldest:%Y-%m-%d %H:%M} UTC, newest window end {newest:%Y-%m-%d %H:%M} UTC.\n"
+            + "\n".join(lines)
+        ),
+        _section("\n".join(listed)),
+        _context(
+            "Each is recorded with `found_late: true`: `GET /api/v1/anomalies?only_open=true`"
+        ),
+    ]
+    return text, blocks

@@ -1,67 +1,133 @@
-"""Sensors: re-evaluate windows that received events after they were evaluated.
+"""The coverage sensor: every closed 5-minute window evaluated with all its events.
 
-Stripe retries a failed delivery for up to three days and reconciliation backfills what the
-webhook missed, so an evaluated window can gain events later. Each tick finds the windows whose
-events arrived after their rollup was computed and requests one run per contiguous range.
+`rules_schedule` evaluates each window as it closes. Everything else that leaves a window
+unevaluated or evaluated without some of its events takes this one path: ticks missed while the
+stack was down (a plain schedule re-runs only the last one), failed or killed runs, events that
+arrive late (Stripe retries for three days), history imported by reconciliation. Each tick asks
+the database which closed windows are stale (sentinelops/coverage.py) and requests one range
+run from the oldest to the newest of them, so a day of downtime is caught up in one run, not
+288, and the schedule's next tick runs beside it.
 """
 
+from __future__ import annotations
+
+import json
 from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 
+from sentinelops import coverage
+from sentinelops_pipelines.checks import evaluation_lag_result
 from sentinelops_pipelines.jobs import rules_job
+from sentinelops_pipelines.partitions import five_minute_partitions
 from sentinelops_pipelines.resources import PostgresResource
 
-LATE_WINDOWS = """
-SELECT DISTINCT m.window_start
-  FROM stripe_events e
-  JOIN window_metrics m
-    ON m.window_start = date_bin('5 minutes', e.created, TIMESTAMPTZ '2000-01-01 00:00:00+00')
- WHERE e.received_at > %(cursor)s AND e.received_at <= %(until)s
-   AND e.received_at > m.computed_at
- ORDER BY 1
-"""
-FIRST_LOOK_BACK = timedelta(hours=1)
 KEY_FORMAT = "%Y-%m-%d-%H:%M"
+REASON_TAG = "sentinelops/reason"
+# A just-closed window is the schedule's for this long; the sensor takes it after.
+SCHEDULE_GRACE = timedelta(minutes=2)
+# A window's 30-minute sums include the five before it: a stale window changes those after it.
+NEIGHBOURS = timedelta(minutes=25)
+# Run monitoring fails a coverage run stuck longer than this (a worker killed with the stack).
+MAX_RUNTIME = timedelta(hours=1)
+# The lag check is reported when it changes, and at least this often while it holds.
+REPORT_EVERY = timedelta(minutes=15)
+IN_FLIGHT = [
+    dg.DagsterRunStatus.QUEUED,
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+    dg.DagsterRunStatus.CANCELING,
+]
 
 
-def contiguous_ranges(starts: list[datetime]) -> list[tuple[datetime, datetime]]:
-    """Sorted window starts grouped into runs of adjacent 5-minute windows."""
-    ranges: list[tuple[datetime, datetime]] = []
-    for start in starts:
-        if ranges and start - ranges[-1][1] == timedelta(minutes=5):
-            ranges[-1] = (ranges[-1][0], start)
-        else:
-            ranges.append((start, start))
-    return ranges
+def plan_range(stale: list[datetime], now: datetime) -> tuple[datetime, datetime] | None:
+    """First and last window start of the one range run that covers every stale window due."""
+    last_closed = coverage.window_floor(now) - coverage.WINDOW
+    due = [w for w in stale if w + coverage.WINDOW + SCHEDULE_GRACE <= now]
+    if not due:
+        return None
+    return due[0], min(due[-1] + NEIGHBOURS, last_closed)
+
+
+def _coverage_run_in_flight(instance: dg.DagsterInstance, now: datetime) -> str | None:
+    records = instance.get_run_records(
+        dg.RunsFilter(job_name=rules_job.name, statuses=IN_FLIGHT, tags={REASON_TAG: "coverage"}),
+        limit=1,
+    )
+    for record in records:
+        if record.create_timestamp.astimezone(UTC) > now - MAX_RUNTIME:
+            return record.dagster_run.run_id
+    return None
+
+
+def _lag_report(cursor: str | None, passed: bool, now: datetime) -> bool:
+    """Whether to report the lag check now: when it changed, or REPORT_EVERY after the last."""
+    last = json.loads(cursor) if cursor else {}
+    if last.get("passed") != passed:
+        return True
+    reported = datetime.fromisoformat(last.get("reported_at", "2000-01-01T00:00:00+00:00"))
+    return now - reported >= REPORT_EVERY
 
 
 @dg.sensor(
     job=rules_job,
-    minimum_interval_seconds=60,
+    minimum_interval_seconds=30,
     default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Re-evaluate 5-minute windows that received events after they were evaluated.",
+    description="Evaluate every closed 5-minute window the schedule missed or that has events "
+    "its evaluation lacks (downtime, failed runs, late deliveries, imported history).",
 )
-def late_events_sensor(
+def coverage_sensor(
     context: dg.SensorEvaluationContext, postgres: PostgresResource
 ) -> dg.SensorResult:
+    now = datetime.now(UTC)
     with postgres.connect() as conn:
-        until = conn.execute("SELECT now()").fetchone()[0]  # type: ignore[index]
-        cursor = (
-            datetime.fromisoformat(context.cursor) if context.cursor else until - FIRST_LOOK_BACK
+        state = coverage.scan(conn, now, five_minute_partitions.start, advance=True)
+    planned = plan_range(state.stale_windows, now)
+    if planned is None:
+        return dg.SensorResult(skip_reason="every closed window is covered")
+    running = _coverage_run_in_flight(context.instance, now)
+    if running:
+        return dg.SensorResult(skip_reason=f"coverage run {running} is still going")
+    first, last = (w.strftime(KEY_FORMAT) for w in planned)
+    context.log.info(
+        "%d stale windows (oldest %s); one run over %s...%s",
+        len(state.stale_windows), first, first, last,
+    )  # fmt: skip
+    request = dg.RunRequest(
+        tags={
+            "dagster/asset_partition_range_start": first,
+            "dagster/asset_partition_range_end": last,
+            REASON_TAG: "coverage",
+            "dagster/max_runtime": str(int(MAX_RUNTIME.total_seconds())),
+        },
+    )
+    return dg.SensorResult(run_requests=[request])
+
+
+@dg.sensor(
+    minimum_interval_seconds=60,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Report the evaluation_lag check, so the UI shows it red even when no run can "
+    "start (kept apart from coverage_sensor: a failed report never holds back a run).",
+)
+def evaluation_lag_sensor(
+    context: dg.SensorEvaluationContext, postgres: PostgresResource
+) -> dg.SensorResult:
+    now = datetime.now(UTC)
+    with postgres.connect() as conn:
+        state = coverage.scan(conn, now, five_minute_partitions.start)
+    lag = evaluation_lag_result(state)
+    if not _lag_report(context.cursor, lag.passed, now):
+        return dg.SensorResult(
+            skip_reason=f"evaluation_lag still {'passing' if lag.passed else 'failing'}"
         )
-        starts = [row[0] for row in conn.execute(LATE_WINDOWS, {"cursor": cursor, "until": until})]
-    requests = []
-    for first, last in contiguous_ranges([s.astimezone(UTC) for s in starts]):
-        a, b = first.strftime(KEY_FORMAT), last.strftime(KEY_FORMAT)
-        requests.append(
-            dg.RunRequest(
-                run_key=f"late:{a}...{b}:{until.isoformat()}",
-                tags={
-                    "dagster/asset_partition_range_start": a,
-                    "dagster/asset_partition_range_end": b,
-                    "sentinelops/reason": "late_events",
-                },
-            )
-        )
-    return dg.SensorResult(run_requests=requests, cursor=until.isoformat())
+    evaluation = dg.AssetCheckEvaluation(
+        asset_key=dg.AssetKey("anomalies"),
+        check_name="evaluation_lag",
+        passed=lag.passed,
+        metadata=lag.metadata,
+        severity=dg.AssetCheckSeverity.ERROR,
+    )
+    cursor = json.dumps({"passed": lag.passed, "reported_at": now.isoformat()})
+    return dg.SensorResult(asset_events=[evaluation], cursor=cursor)

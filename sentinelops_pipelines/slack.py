@@ -6,6 +6,7 @@ settings at run time, never shown in Dagster's resource config, and never logged
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from dataclasses import dataclass
 
@@ -20,6 +21,11 @@ _SDK_LOG = logging.getLogger("sentinelops.slack_sdk")
 _SDK_LOG.setLevel(logging.CRITICAL)
 _SDK_LOG.disabled = True
 DEFAULT_RETRY_AFTER = 60.0
+# Answers of an incoming webhook that no retry can fix. 400 (invalid_payload) is about one
+# message; 403 (invalid_token, action_prohibited), 404 (no_service, channel_not_found) and 410
+# (channel_is_archived) are about the webhook itself, so every other message would fail too.
+PERMANENT_STATUSES = frozenset({400, 403, 404, 410})
+REFUSED_STATUSES = frozenset({403, 404, 410})
 
 
 @dataclass(frozen=True)
@@ -27,12 +33,24 @@ class PostResult:
     accepted: bool
     status: int | None = None  # None: no HTTP answer (timeout, refused connection)
     retry_after: float | None = None  # seconds, on 429
-    error: str | None = None  # short, secret-free
+    # Short and secret-free; "HTTP <status>: <body>" for an HTTP answer (the outbox reads the
+    # status back from a failed row's last_error).
+    error: str | None = None
 
     @property
     def transient(self) -> bool:
         """Slack unreachable or failing: later messages would fail the same way now."""
         return self.status is None or self.status >= 500
+
+    @property
+    def permanent(self) -> bool:
+        """An answer retrying cannot fix: the row fails after this one attempt."""
+        return self.status in PERMANENT_STATUSES
+
+    @property
+    def refused(self) -> bool:
+        """The webhook itself is gone or forbidden: nothing more can go to it."""
+        return self.status in REFUSED_STATUSES
 
 
 class SlackResource(dg.ConfigurableResource):
@@ -56,6 +74,12 @@ class SlackResource(dg.ConfigurableResource):
     @property
     def configured(self) -> bool:
         return bool(self._url())
+
+    def fingerprint(self) -> str | None:
+        """Which webhook is configured, without revealing it: failed rows keep this, so they
+        are tried again once the setting changes. None when no webhook is set."""
+        url = self._url()
+        return hashlib.sha256(url.encode()).hexdigest()[:16] if url else None
 
     def backoff(self, attempts: int) -> float:
         """Exponential: base, 2x base, 4x base ... capped."""

@@ -89,11 +89,12 @@ ON CONFLICT (id) DO NOTHING
 """
 
 
+def row(e: dict, received_at: datetime | None = None) -> tuple:
+    """INSERT's parameters for one event."""
+    return (e["id"], e["type"], e["created"], e["livemode"], e["api_version"], json.dumps(e),
+            received_at)  # fmt: skip
+
+
 def store(url: str, events: list[dict], received_at: datetime | None = None) -> None:
-    rows = [
-        (e["id"], e["type"], e["created"], e["livemode"], e["api_version"], json.dumps(e),
-         received_at)
-        for e in events
-    ]  # fmt: skip
     with psycopg.connect(url) as conn, conn.cursor() as cur:
-        cur.executemany(INSERT, rows)
+        cur.executemany(INSERT, [row(e, received_at) for e in events])

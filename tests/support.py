@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import tempfile
 import time
 from pathlib import Path
 
@@ -44,3 +46,17 @@ def event_with(name: str, **changes: object) -> bytes:
     event = fixture_event(name)
     event.update(changes)
     return json.dumps(event).encode()
+
+
+def live_rules_file() -> str:
+    """The packaged rules, with found-late announcing off: for tests that replay a past day as
+    if it were happening now and expect each incident to be posted on its own."""
+    from sentinelops_pipelines.rules.definitions import default_rules_text
+
+    path = Path(tempfile.gettempdir()) / f"sentinelops-live-rules-{os.getpid()}.toml"
+    if not path.exists():
+        text = default_rules_text().replace(
+            "found_late_after_minutes = 120", "found_late_after_minutes = 100000000"
+        )
+        path.write_text(text)
+    return str(path)

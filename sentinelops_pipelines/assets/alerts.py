@@ -14,11 +14,13 @@ def slack_notifications(
     context: dg.AssetExecutionContext, postgres: PostgresResource, slack: SlackResource
 ) -> dg.MaterializeResult:
     """Pending Slack notifications (anomaly alerts, undelivered daily summaries) posted once
-    each: marked sent only when Slack accepts, retried with backoff otherwise."""
+    each: marked sent only when Slack accepts, retried with backoff otherwise, failed when no
+    retry can fix Slack's answer."""
     with postgres.connect() as conn:
         conn.autocommit = True  # each claim and mark is its own short transaction
         outcomes = deliver(conn, slack, context.log)
         pending = outbox.pending_count(conn)
+        failed_total = outbox.failed_count(conn)
     return dg.MaterializeResult(
         metadata={
             "slack_configured": slack.configured,
@@ -26,6 +28,9 @@ def slack_notifications(
             "skipped": outcomes["skipped"],
             "retry_later": outcomes["retry_later"],
             "rate_limited": outcomes["rate_limited"],
+            "failed": outcomes["failed"],
+            "failed_total": failed_total,
+            "held_webhook_refused": bool(outcomes["held"]),
             "logged_without_webhook": outcomes["logged"],
             "still_pending": pending,
         }

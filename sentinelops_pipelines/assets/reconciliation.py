@@ -6,8 +6,7 @@ Stripe keeps 30 days of events. Each run lists them from the stored watermark mi
 page by page, and only after a complete listing reports them as one webhook_gap and moves the
 watermark. The first run also imports history: events created before the webhook's first
 delivery predate the endpoint, so they are stored but never counted as missed. Stored events
-reach the rules through `late_events_sensor`: they were received after their windows were
-evaluated.
+reach the rules through `coverage_sensor`: their windows are not evaluated with them yet.
 """
 
 from datetime import UTC, datetime, timedelta

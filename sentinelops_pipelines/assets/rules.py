@@ -16,6 +16,7 @@ from sentinelops_pipelines.partitions import five_minute_partitions
 from sentinelops_pipelines.resources import PostgresResource, RulesResource
 from sentinelops_pipelines.rules.engine import evaluate
 from sentinelops_pipelines.storage import anomalies as anomaly_sql
+from sentinelops_pipelines.storage import catch_up
 from sentinelops_pipelines.storage import metrics as metrics_sql
 
 # What makes `group:rules` one run over any partition range: one group, the shared 5-minute
@@ -61,15 +62,20 @@ def anomalies(
     window = context.partition_time_window
     outcomes: Counter[str] = Counter()
     by_rule: Counter[str] = Counter()
+    announced: list[tuple[int, str]] = []
     with postgres.connect() as conn:
-        windows = metrics_sql.load_windows(conn, window.start, window.end)
+        windows, snapshots = metrics_sql.load_windows_for_evaluation(conn, window.start, window.end)
         for w in windows:
             for name, definition in enabled.items():
                 for finding in evaluate(name, definition, w):
-                    outcome = anomaly_sql.record(conn, finding, gap, notify_from)
+                    outcome = anomaly_sql.record(conn, finding, gap, notify_from, announced)
                     outcomes[outcome] += 1
                     if outcome != "unchanged":
                         by_rule[f"{name}:{outcome}"] += 1
+        late_after = timedelta(minutes=book.found_late_after_minutes)
+        announcements = catch_up.announce(conn, announced, notify_from, late_after)
+        # Same transaction as the anomalies: a run that dies leaves its windows stale.
+        metrics_sql.mark_evaluated(conn, snapshots)
     context.log.info("evaluated %d windows with %d rules: %s", len(windows), len(enabled),
                      dict(outcomes))  # fmt: skip
     return dg.MaterializeResult(
@@ -80,6 +86,7 @@ def anomalies(
             "anomalies_extended": outcomes["extended"],
             "anomalies_escalated": outcomes["escalated"],
             "findings_already_recorded": outcomes["unchanged"],
+            "incidents_found_late": announcements["found_late"],
             "by_rule": dict(by_rule),
         }
     )

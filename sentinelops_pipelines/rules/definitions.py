@@ -150,6 +150,8 @@ class RuleBook(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     quiet_gap_minutes: int = Field(default=30, ge=0)  # breaches closer than this are one incident
+    # Incidents whose window ended longer ago than this when found are summarised, not posted.
+    found_late_after_minutes: int = Field(default=120, ge=0)
     rules: dict[str, RuleDefinition]
 
     def enabled(self) -> dict[str, RuleDefinition]:

@@ -80,10 +80,24 @@ def sample_event_ids(conn: Connection, finding: Finding) -> list[str]:
 
 
 def record(
-    conn: Connection, finding: Finding, quiet_gap: timedelta, alert_min_severity: str = "medium"
+    conn: Connection,
+    finding: Finding,
+    quiet_gap: timedelta,
+    alert_min_severity: str = "medium",
+    announce: list[tuple[int, str]] | None = None,
 ) -> Outcome:
     """Write one finding; the caller's transaction commits it, with the Slack notification an
-    opening at or above `alert_min_severity`, or any escalation, enqueues (never for a demo)."""
+    opening at or above `alert_min_severity`, or any escalation, enqueues (never for a demo).
+
+    With `announce`, each opening or escalation is appended to it as (anomaly id, outcome)
+    instead, for the caller to announce once it knows how the incident ends up (catch_up.py)."""
+
+    def enqueue(anomaly_id: int, kind: notifications.Kind) -> None:
+        if announce is not None:
+            announce.append((anomaly_id, kind))
+        else:
+            notifications.enqueue_anomaly(conn, anomaly_id, kind, alert_min_severity)
+
     conn.execute(
         "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
         (f"anomaly:{finding.rule}:{finding.scope}",),
@@ -115,7 +129,7 @@ def record(
             return "unchanged"
         outcome = _extend(conn, anomaly_id, current, finding, evidence, start, end)
         if outcome == "escalated":
-            notifications.enqueue_anomaly(conn, anomaly_id, outcome, alert_min_severity)
+            enqueue(anomaly_id, outcome)
         return outcome
     incident = conn.execute(FIND_INCIDENT, {**key, "end": end, "gap": quiet_gap}).fetchone()
     if incident is None:
@@ -134,7 +148,7 @@ def record(
             {**key, "id": anomaly_id, "severity": finding.severity, "evidence": Jsonb(evidence)},
         )
         conn.execute(OPENING, {"id": anomaly_id, "actor": ACTOR, "note": finding.title})
-        notifications.enqueue_anomaly(conn, anomaly_id, "opened", alert_min_severity)
+        enqueue(anomaly_id, "opened")
         return "opened"
     anomaly_id, severity = incident[0], incident[1]
     conn.execute(
@@ -143,7 +157,7 @@ def record(
     )
     outcome = _extend(conn, anomaly_id, severity, finding, evidence, start, end)
     if outcome == "escalated":
-        notifications.enqueue_anomaly(conn, anomaly_id, outcome, alert_min_severity)
+        enqueue(anomaly_id, outcome)
     return outcome
 
 

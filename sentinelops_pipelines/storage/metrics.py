@@ -22,6 +22,10 @@ METRICS = (
 
 BIN = "date_bin('5 minutes', {col}, TIMESTAMPTZ '2000-01-01 00:00:00+00')"
 
+# pg_current_snapshot() in the INSERT is the snapshot that statement read: the rollup records
+# exactly which stored events it counted (sentinelops/coverage.py). A concurrent rollup that read
+# less than the stored one leaves it be.
+
 # The payment an event is about: a failed card payment emits charge.failed and
 # payment_intent.payment_failed, both about one PaymentIntent, so payments are counted, not events.
 EVENTS_IN_RANGE = f"""
@@ -76,14 +80,17 @@ invalid AS (
       FROM webhook_rejections WHERE received_at >= %(start)s AND received_at < %(end)s
      GROUP BY 1
 )
-INSERT INTO window_metrics AS m (window_start, {", ".join(METRICS)}, computed_at)
-SELECT w.window_start, {", ".join(f"coalesce({c}, 0)" for c in METRICS)}, clock_timestamp()
+INSERT INTO window_metrics AS m (window_start, {", ".join(METRICS)}, computed_at, rolled_snapshot)
+SELECT w.window_start, {", ".join(f"coalesce({c}, 0)" for c in METRICS)}, clock_timestamp(),
+       pg_current_snapshot()
   FROM windows w
   LEFT JOIN by_created USING (window_start)
   LEFT JOIN by_received USING (window_start)
   LEFT JOIN invalid USING (window_start)
 ON CONFLICT (window_start) DO UPDATE SET
-    {", ".join(f"{c} = EXCLUDED.{c}" for c in METRICS)}, computed_at = EXCLUDED.computed_at
+    {", ".join(f"{c} = EXCLUDED.{c}" for c in METRICS)}, computed_at = EXCLUDED.computed_at,
+    rolled_snapshot = EXCLUDED.rolled_snapshot
+ WHERE snapshot_covers(EXCLUDED.rolled_snapshot, m.rolled_snapshot)
 """
 
 DELETE_AMOUNTS = """
@@ -134,7 +141,8 @@ WITH span AS (
        AND window_start < %(end)s
 ),
 rolled AS (
-    SELECT window_start, {current}, {sum_30m}, {sum_30d},
+    SELECT window_start, rolled_snapshot::text AS rolled_snapshot,
+           {current}, {sum_30m}, {sum_30d},
            count(*) OVER d30 AS windows_30d
       FROM span
     WINDOW m30 AS (ORDER BY window_start
@@ -186,8 +194,29 @@ SELECT * FROM rolled WHERE window_start >= %(start)s
 """
 
 
+MARK_EVALUATED = """
+UPDATE window_metrics m SET evaluated_snapshot = u.snapshot::pg_snapshot
+  FROM unnest(%(starts)s::timestamptz[], %(snapshots)s::text[]) AS u(window_start, snapshot)
+ WHERE m.window_start = u.window_start
+   AND snapshot_covers(u.snapshot::pg_snapshot, m.evaluated_snapshot)
+"""
+
+
+def mark_evaluated(conn: Connection, snapshots: dict[datetime, str]) -> None:
+    """Record that the rules judged these windows as rolled up under these snapshots; in the
+    transaction that writes their anomalies, so a run that dies leaves them stale."""
+    conn.execute(MARK_EVALUATED, {"starts": list(snapshots), "snapshots": list(snapshots.values())})
+
+
 def load_windows(conn: Connection, start: datetime, end: datetime) -> list[Window]:
     """Every rolled-up window in [start, end) with what the rules need to judge it."""
+    return load_windows_for_evaluation(conn, start, end)[0]
+
+
+def load_windows_for_evaluation(
+    conn: Connection, start: datetime, end: datetime
+) -> tuple[list[Window], dict[datetime, str]]:
+    """The windows, and the snapshot each was rolled up under (for `mark_evaluated`)."""
     params = {"start": start, "end": end}
     amounts: dict[datetime, list[AmountWindow]] = {}
     with conn.cursor(row_factory=dict_row) as cur:
@@ -205,6 +234,7 @@ def load_windows(conn: Connection, start: datetime, end: datetime) -> list[Windo
                 )
             )
         rows = cur.execute(WINDOWS, params).fetchall()
+    snapshots = {row["window_start"]: row["rolled_snapshot"] for row in rows}
     return [
         Window(
             start=row["window_start"],
@@ -217,4 +247,4 @@ def load_windows(conn: Connection, start: datetime, end: datetime) -> list[Windo
             amounts=amounts.get(row["window_start"], []),
         )
         for row in rows
-    ]
+    ], snapshots

@@ -8,11 +8,13 @@ between claim and mark leaves the row due again when its lease ends.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import date
 from typing import Literal
 
 from psycopg import Connection
 from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
 
 Kind = Literal["opened", "escalated"]
 NOT_CONFIGURED = "slack_not_configured"
@@ -49,13 +51,20 @@ WITH due AS ({DUE})
 UPDATE notifications n
    SET attempts = n.attempts + 1, next_attempt_at = now() + make_interval(secs => %(lease)s)
   FROM due WHERE n.id = due.id
-RETURNING n.id, n.kind, n.severity, n.anomaly_id, n.summary_date, n.attempts
+RETURNING n.id, n.kind, n.severity, n.anomaly_id, n.summary_date, n.attempts, n.payload
 """
 
 ANOMALY = """
 SELECT id, rule, scope, severity AS current_severity, status, title, window_start, window_end,
        evidence, coalesce(evidence->>'_demo', 'false') = 'true' AS demo
   FROM anomalies WHERE id = %(id)s
+"""
+
+# A catch-up message lists its incidents as they are when it is posted.
+CAUGHT_UP = """
+SELECT id, rule, severity, status, title, window_start, window_end
+  FROM anomalies WHERE id IN (SELECT jsonb_array_elements_text(%(ids)s::jsonb)::bigint)
+ ORDER BY window_start, id
 """
 
 SUMMARY = """
@@ -75,7 +84,7 @@ WITH due AS (
 )
 UPDATE notifications n SET last_error = %(marker)s
   FROM due WHERE n.id = due.id
-RETURNING n.id, n.kind, n.severity, n.anomaly_id, n.summary_date, n.attempts
+RETURNING n.id, n.kind, n.severity, n.anomaly_id, n.summary_date, n.attempts, n.payload
 """
 
 MARK_SENT = """
@@ -93,6 +102,38 @@ MARK_RETRY = """
 UPDATE notifications
    SET next_attempt_at = now() + make_interval(secs => %(delay)s), last_error = %(error)s
  WHERE id = %(id)s AND status = 'pending' AND attempts = %(attempts)s
+"""
+
+# An answer no retry can fix. The row keeps a fingerprint of the webhook it failed on (never
+# the URL); fenced like MARK_RETRY.
+MARK_FAILED = """
+UPDATE notifications
+   SET status = 'failed', failed_at = now(), last_error = %(error)s,
+       target_fingerprint = %(fingerprint)s
+ WHERE id = %(id)s AND status = 'pending' AND attempts = %(attempts)s
+"""
+
+# Once per change of the webhook setting, each failed row is tried again; failing again, it
+# fails with the new fingerprint and waits for the next change.
+RETRY_FOR_NEW_TARGET = """
+UPDATE notifications
+   SET status = 'pending', failed_at = NULL, target_fingerprint = NULL, next_attempt_at = now()
+ WHERE status = 'failed' AND target_fingerprint IS DISTINCT FROM %(fingerprint)s
+"""
+
+# Whether this webhook itself was refused: the status is read back from last_error, which is
+# PostResult.error ("HTTP <status>: ...").
+REFUSED = """
+SELECT EXISTS (
+    SELECT FROM notifications
+     WHERE status = 'failed' AND target_fingerprint = %(fingerprint)s
+       AND substring(last_error FROM '^HTTP ([0-9]{3})')::int = ANY(%(statuses)s::int[])
+)
+"""
+
+NEWEST_FAILURE = """
+SELECT id, kind, last_error, failed_at FROM notifications
+ WHERE status = 'failed' ORDER BY failed_at DESC, id DESC LIMIT 1
 """
 
 MARK_SKIPPED = """
@@ -121,6 +162,9 @@ def _with_details(conn: Connection, rows: list[dict]) -> list[dict]:
         for row in rows:
             if row["anomaly_id"] is not None:
                 row["anomaly"] = cur.execute(ANOMALY, {"id": row["anomaly_id"]}).fetchone()
+            elif row["kind"] == "catch_up":
+                ids = Jsonb(row["payload"]["anomaly_ids"])
+                row["incidents"] = cur.execute(CAUGHT_UP, {"ids": ids}).fetchall()
             else:
                 row["summary"] = cur.execute(SUMMARY, {"day": row["summary_date"]}).fetchone()
     return rows
@@ -154,6 +198,25 @@ def mark_retry(conn: Connection, row: dict, delay_seconds: float, error: str) ->
         )
 
 
+def mark_failed(conn: Connection, row: dict, error: str, fingerprint: str) -> None:
+    with conn.transaction():
+        params = {"id": row["id"], "attempts": row["attempts"], "error": error}
+        conn.execute(MARK_FAILED, {**params, "fingerprint": fingerprint})
+
+
+def retry_failed_for_new_target(conn: Connection, fingerprint: str) -> int:
+    """Failed rows that failed on another webhook go back to pending, due now; how many."""
+    with conn.transaction():
+        return conn.execute(RETRY_FOR_NEW_TARGET, {"fingerprint": fingerprint}).rowcount
+
+
+def refused_by_webhook(conn: Connection, fingerprint: str, statuses: Iterable[int]) -> bool:
+    """Whether a row failed on this webhook with one of `statuses`."""
+    params = {"fingerprint": fingerprint, "statuses": sorted(statuses)}
+    row = conn.execute(REFUSED, params).fetchone()
+    return bool(row and row[0])
+
+
 def mark_skipped(conn: Connection, notification_id: int, reason: str) -> None:
     with conn.transaction():
         conn.execute(MARK_SKIPPED, {"id": notification_id, "reason": reason})
@@ -167,3 +230,13 @@ def defer_all(conn: Connection, delay_seconds: float) -> None:
 def pending_count(conn: Connection) -> int:
     row = conn.execute("SELECT count(*) FROM notifications WHERE status = 'pending'").fetchone()
     return int(row[0]) if row else 0
+
+
+def failed_count(conn: Connection) -> int:
+    row = conn.execute("SELECT count(*) FROM notifications WHERE status = 'failed'").fetchone()
+    return int(row[0]) if row else 0
+
+
+def newest_failure(conn: Connection) -> dict | None:
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(NEWEST_FAILURE).fetchone()

@@ -18,6 +18,7 @@ from sentinelops_pipelines.assets.rules import anomalies, window_metrics
 from sentinelops_pipelines.assets.sources import stripe_events
 from sentinelops_pipelines.resources import PostgresResource, RulesResource
 from tests import streams
+from tests.support import live_rules_file
 
 T0 = datetime(2026, 3, 2, tzinfo=UTC)
 LAST = T0 + timedelta(hours=7, minutes=55)
@@ -32,7 +33,8 @@ DERIVED = (
 def run_range(url: str) -> dg.ExecuteInProcessResult:
     return dg.materialize(
         [stripe_events, window_metrics, anomalies],
-        resources={"postgres": PostgresResource(database_url=url), "rules": RulesResource()},
+        resources={"postgres": PostgresResource(database_url=url),
+                   "rules": RulesResource(path=live_rules_file())},
         tags={"dagster/asset_partition_range_start": T0.strftime(KEY),
               "dagster/asset_partition_range_end": LAST.strftime(KEY)},
         selection=[window_metrics, anomalies],

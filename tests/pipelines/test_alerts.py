@@ -17,6 +17,7 @@ from sentinelops.settings import get_settings
 from sentinelops_pipelines.assets.alerts import slack_notifications
 from sentinelops_pipelines.assets.rules import anomalies, window_metrics
 from sentinelops_pipelines.assets.sources import stripe_events
+from sentinelops_pipelines.checks import notifications_delivered
 from sentinelops_pipelines.delivery import deliver
 from sentinelops_pipelines.resources import PostgresResource, RulesResource
 from sentinelops_pipelines.rules.model import Finding
@@ -24,7 +25,7 @@ from sentinelops_pipelines.slack import SlackResource
 from sentinelops_pipelines.storage import anomalies as anomaly_sql
 from tests import streams
 from tests.local_http import Reply, ScriptedServer
-from tests.support import auth
+from tests.support import auth, live_rules_file
 
 T0 = datetime(2026, 3, 2, 5, 0, tzinfo=UTC)
 SECRET = "T0SECRET/B0SECRET/XsecretwebhooktokenX"
@@ -125,7 +126,7 @@ class TestDelivery:
         rules = dg.materialize(
             [stripe_events, window_metrics, anomalies],
             resources={"postgres": PostgresResource(database_url=database_url),
-                       "rules": RulesResource()},
+                       "rules": RulesResource(path=live_rules_file())},
             tags={"dagster/asset_partition_range_start": "2026-03-02-04:45",
                   "dagster/asset_partition_range_end": "2026-03-02-05:25"},
             selection=[window_metrics, anomalies],
@@ -281,3 +282,75 @@ class TestDelivery:
         texts += [e.user_message for run in runs for e in instance.all_logs(run.run_id)]
         texts += [str(row) for row in db.execute("SELECT * FROM notifications").fetchall()]
         assert not [t for t in texts if "secretwebhooktoken" in t]
+
+
+def run_with_check(url: str, resource: SlackResource) -> dg.ExecuteInProcessResult:
+    """A delivery run as alerts_job runs it: the asset, then its check."""
+    return dg.materialize(
+        [slack_notifications, notifications_delivered],
+        resources={"postgres": PostgresResource(database_url=url), "slack": resource},
+    )
+
+
+def check_of(run: dg.ExecuteInProcessResult) -> dg.AssetCheckEvaluation:
+    (evaluation,) = run.get_asset_check_evaluations()
+    return evaluation
+
+
+class TestPermanentFailures:
+    def test_a_revoked_webhook_is_tried_once_then_held_until_the_setting_changes(
+        self, database_url, db, slack_server, client
+    ):
+        record(database_url, finding("high"))
+        record(database_url, finding("high", scope="eu"))
+        slack_server.script(Reply(404, "no_service"))
+        first = run_with_check(database_url, slack(slack_server))
+        assert first.success  # the run did its job; the check is what turns red
+        assert len(slack_server.received) == 1  # the rest would be refused the same way
+        assert [r[3] for r in outbox(db)] == ["failed", "pending"]
+        failure = db.execute(
+            "SELECT last_error, failed_at IS NOT NULL, target_fingerprint FROM notifications"
+            " WHERE status = 'failed'"
+        ).fetchone()
+        assert failure[:2] == ("HTTP 404: no_service", True)
+        assert "secret" not in failure[2].lower()
+        metadata = first.asset_materializations_for_node("slack_notifications")[0].metadata
+        assert (metadata["failed"].value, metadata["failed_total"].value) == (1, 1)
+        check = check_of(first)
+        assert not check.passed and check.metadata["failed"].value == 1
+        assert check.metadata["newest_error"].value == "HTTP 404: no_service"
+        assert "SLACK_WEBHOOK_URL" in (check.description or "")
+        health = client.get("/api/v1/health").json()
+        assert (health["status"], health["notifications_failed"]) == ("degraded", 1)
+        assert health["notifications_pending"] == 1
+        assert "SLACK_WEBHOOK_URL" in " ".join(health["reasons"])
+        assert 'sentinelops_notifications{status="failed"} 1.0' in client.get("/metrics").text
+
+        db.execute("UPDATE notifications SET next_attempt_at = now()")  # any backoff is over
+        second = run_with_check(database_url, slack(slack_server))
+        assert len(slack_server.received) == 1  # nothing more posted to a webhook known gone
+        assert not check_of(second).passed
+
+        with ScriptedServer(Reply(200, "ok")) as fixed:  # the operator set a new webhook
+            third = run_with_check(database_url, slack(fixed))
+            run_with_check(database_url, slack(fixed))
+        assert sorted(posted_ids(fixed)) == ["1", "2"]  # each once, the failed one included
+        assert [r[3] for r in outbox(db)] == ["sent", "sent"]
+        assert check_of(third).passed
+        assert client.get("/api/v1/health").json()["status"] == "ok"
+
+    def test_a_message_slack_rejects_fails_alone_and_delivery_goes_on(
+        self, database_url, db, slack_server
+    ):
+        record(database_url, finding("high"))
+        record(database_url, finding("high", scope="eu"))
+        slack_server.script(Reply(400, "invalid_payload"), Reply(200, "ok"))
+        run_with_check(database_url, slack(slack_server))
+        assert [r[3] for r in outbox(db)] == ["failed", "sent"]
+
+        record(database_url, finding("high", scope="gbp"))
+        run = run_with_check(database_url, slack(slack_server))
+        assert [r.reply.status for r in slack_server.received] == [400, 200, 200]  # no retry
+        assert posted_ids(slack_server) == ["2", "3"]
+        check = check_of(run)
+        assert not check.passed and check.metadata["newest_error"].value.startswith("HTTP 400")

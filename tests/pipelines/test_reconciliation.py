@@ -7,7 +7,6 @@ import json
 from datetime import UTC, datetime, timedelta
 
 import dagster as dg
-import psycopg
 import pytest
 
 from sentinelops_pipelines.assets.reconciliation import (
@@ -20,8 +19,6 @@ from sentinelops_pipelines.definitions import defs
 from sentinelops_pipelines.resources import PostgresResource, RulesResource
 from sentinelops_pipelines.rules.definitions import default_rules_text, load_rules
 from sentinelops_pipelines.rules.gap import window_of
-from sentinelops_pipelines.sensors import late_events_sensor
-from sentinelops_pipelines.storage import metrics as metrics_sql
 from sentinelops_pipelines.stripe_api import StripeResource
 from tests import streams
 from tests.stripe_server import KEY, RATE_LIMITED, SERVER_ERROR, EventsAPI
@@ -281,27 +278,6 @@ class TestAfterReconciliation:
             (event["id"],),
         ).fetchone()
         assert row == ("reconciliation", 1, True)
-
-    def test_reconciled_events_reach_the_rules_through_the_late_events_path(
-        self, database_url, api
-    ):
-        with psycopg.connect(database_url) as conn:
-            metrics_sql.roll_up(conn, T, T + timedelta(hours=1))
-        before = datetime.now(UTC)
-        with api.serve() as url:
-            reconcile(database_url, url)
-
-        context = dg.build_sensor_context(
-            cursor=before.isoformat(),
-            resources={"postgres": PostgresResource(database_url=database_url)},
-        )
-        ranges = [
-            (r.tags["dagster/asset_partition_range_start"],
-             r.tags["dagster/asset_partition_range_end"])
-            for r in late_events_sensor(context).run_requests
-        ]  # fmt: skip
-        key = lambda minutes: (T + timedelta(minutes=minutes)).strftime("%Y-%m-%d-%H:%M")  # noqa: E731
-        assert ranges == [(key(5), key(5)), (key(30), key(30)), (key(45), key(50))]
 
 
 @pytest.mark.parametrize(

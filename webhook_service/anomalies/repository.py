@@ -9,7 +9,7 @@ from psycopg.rows import dict_row
 
 COLUMNS = sql.SQL(
     "id, rule, scope, severity, status, title, window_start, window_end, detected_at,"
-    " updated_at, acknowledged_at, resolved_at, evidence"
+    " updated_at, acknowledged_at, resolved_at, found_late, evidence"
 )
 RANK = sql.SQL("CASE severity WHEN 'high' THEN 3 WHEN 'medium' THEN 2 ELSE 1 END")
 

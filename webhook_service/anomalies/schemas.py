@@ -25,6 +25,10 @@ class Anomaly(UTCModel):
     updated_at: datetime
     acknowledged_at: datetime | None
     resolved_at: datetime | None
+    found_late: bool = Field(
+        description="found long after its window ended (a catch-up after downtime, imported"
+        " history): listed in one catch-up message instead of posted on its own"
+    )
     evidence: dict[str, Any]
 
 

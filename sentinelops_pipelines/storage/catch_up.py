@@ -1,0 +1,72 @@
+"""Announcing what a rules run found: news alone, old incidents together.
+
+An incident whose window ended more than `late_after` before the run found it (a catch-up
+after downtime, history imported by reconciliation, a Stripe retry days late) is not news: it
+is recorded as usual, marked `found_late`, and the run's late incidents are listed in one
+catch-up message. Everything newer is announced one by one, as `record()` would have.
+
+Lateness is judged once the run has written all its windows, on each incident's final window:
+a catch-up that opens an incident hours ago and extends it to the last closed window is
+announced as news, since it is still going on.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from psycopg import Connection
+
+from sentinelops_pipelines.storage import notifications
+
+MARK_LATE = """
+UPDATE anomalies SET found_late = true
+ WHERE id = ANY(%(opened)s) AND window_end < now() - %(late_after)s
+"""
+
+LATE = """
+SELECT id FROM anomalies WHERE id = ANY(%(ids)s) AND window_end < now() - %(late_after)s
+"""
+
+# One message per set of incidents: re-running a range finds nothing new and queues nothing.
+ENQUEUE_CATCH_UP = """
+INSERT INTO notifications (channel, kind, payload, dedupe_key)
+SELECT 'slack', 'catch_up', jsonb_build_object('anomaly_ids', jsonb_agg(id ORDER BY id)),
+       'catch_up:' || md5(string_agg(id || ':' || severity, ',' ORDER BY id))
+  FROM anomalies
+ WHERE coalesce(evidence->>'_demo', 'false') <> 'true'
+   AND (id = ANY(%(escalated)s)
+        OR (id = ANY(%(opened)s)
+            AND array_position(ARRAY['low', 'medium', 'high'], severity)
+                >= array_position(ARRAY['low', 'medium', 'high'], %(min_severity)s::text)))
+HAVING count(*) > 0
+ON CONFLICT (channel, dedupe_key) WHERE dedupe_key IS NOT NULL DO NOTHING
+RETURNING id
+"""
+
+
+def announce(
+    conn: Connection,
+    announced: list[tuple[int, str]],
+    min_severity: str,
+    late_after: timedelta,
+) -> dict[str, int]:
+    """Queue the notifications of a run's openings and escalations; returns how many incidents
+    were announced on their own and how many were found late."""
+    opened = sorted({i for i, kind in announced if kind == "opened"})
+    escalated = sorted({i for i, kind in announced if kind == "escalated"} - set(opened))
+    params = {"opened": opened, "late_after": late_after}
+    conn.execute(MARK_LATE, params)
+    late = {row[0] for row in conn.execute(LATE, {"ids": opened + escalated, **params})}
+    for anomaly_id, kind in announced:
+        if anomaly_id not in late and (kind == "opened" or anomaly_id in escalated):
+            notifications.enqueue_anomaly(conn, anomaly_id, kind, min_severity)  # type: ignore[arg-type]
+    if late:
+        conn.execute(
+            ENQUEUE_CATCH_UP,
+            {
+                "opened": [i for i in opened if i in late],
+                "escalated": [i for i in escalated if i in late],
+                "min_severity": min_severity,
+            },
+        )
+    return {"announced": len(set(opened + escalated) - late), "found_late": len(late)}

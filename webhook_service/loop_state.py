@@ -1,0 +1,96 @@
+"""The loop's own state, for health and /metrics: coverage, the Slack backlog, reconciliation.
+
+A monitor that stops evaluating, or whose alerts stop going out, must say so itself: these are
+the figures that tell, read with the same SQL the pipelines act on (sentinelops/coverage.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from psycopg import AsyncConnection
+
+from sentinelops import coverage
+from sentinelops.settings import Settings
+
+LAG_LIMIT = timedelta(minutes=15)
+WATERMARK_LIMIT = timedelta(hours=2)
+
+NOTIFICATIONS = """
+SELECT count(*) FILTER (WHERE status = 'pending') AS pending,
+       count(*) FILTER (WHERE status = 'failed') AS failed,
+       extract(epoch FROM now() - min(created_at) FILTER (WHERE status = 'pending')) AS oldest
+  FROM notifications WHERE status IN ('pending', 'failed')
+"""
+
+WATERMARK = "SELECT extract(epoch FROM now() - listed_until) FROM reconciliation_state"
+
+
+@dataclass
+class LoopState:
+    coverage: coverage.Coverage
+    notifications_pending: int
+    notifications_failed: int
+    oldest_pending_seconds: float | None
+    reconciliation_configured: bool
+    watermark_age_seconds: float | None
+    reasons: list[str] = field(default_factory=list)
+
+    @property
+    def status(self) -> str:
+        return "degraded" if self.reasons else "ok"
+
+
+def _partitions_floor(settings: Settings) -> datetime:
+    return datetime.fromisoformat(settings.partitions_start).replace(tzinfo=UTC)
+
+
+async def read(conn: AsyncConnection, settings: Settings) -> LoopState:
+    now = datetime.now(UTC)
+    cur = await conn.execute(coverage.SCAN, coverage.params(now, _partitions_floor(settings)))
+    row = await cur.fetchone()
+    assert row is not None
+    covered = coverage.from_row(now, row)
+    cur = await conn.execute(NOTIFICATIONS)
+    pending, failed, oldest = await cur.fetchone() or (0, 0, None)
+    watermark = None
+    configured = settings.stripe_api_key is not None
+    if configured:
+        cur = await conn.execute(WATERMARK)
+        found = await cur.fetchone()
+        watermark = float(found[0]) if found else None
+    state = LoopState(
+        coverage=covered,
+        notifications_pending=int(pending),
+        notifications_failed=int(failed),
+        oldest_pending_seconds=float(oldest) if oldest is not None else None,
+        reconciliation_configured=configured,
+        watermark_age_seconds=watermark,
+    )
+    state.reasons = reasons(state)
+    return state
+
+
+def reasons(state: LoopState) -> list[str]:
+    """Why the loop is degraded; empty when it is ok."""
+    found = []
+    limit = LAG_LIMIT.total_seconds()
+    lag = state.coverage.lag_seconds
+    if lag is not None and lag > limit:
+        found.append(f"evaluation lag {lag / 60:.0f} min, over {limit / 60:.0f} min")
+    wait = state.coverage.stale_wait_seconds
+    if wait is not None and wait > limit:
+        oldest = state.coverage.oldest_stale
+        found.append(
+            f"window {oldest:%Y-%m-%d %H:%M} UTC not evaluated with all its events for"
+            f" {wait / 60:.0f} min"
+        )
+    if state.notifications_failed:
+        found.append(
+            f"{state.notifications_failed} notification(s) failed for good: check SLACK_WEBHOOK_URL"
+        )
+    age = state.watermark_age_seconds
+    if age is not None and age > WATERMARK_LIMIT.total_seconds():
+        found.append(f"reconciliation watermark {age / 3600:.1f} h old, over 2 h")
+    return found
