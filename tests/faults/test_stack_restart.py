@@ -1,5 +1,6 @@
 """The whole stack killed during a failure spike, then started again: nobody touches the UI, and
-the spike still opens its anomaly and queues its alert.
+the spike still opens its anomaly and its alert reaches Slack, and the killed run is not left
+STARTED.
 
 It runs `sentinelops up` twice on a home of its own (its embedded server, Dagster daemon and
 run workers), so it runs in CI's embedded pass only; with DATABASE_URL set it is skipped.
