@@ -4,11 +4,16 @@ the fact is recorded and summarised in one message, not posted incident by incid
 
 from __future__ import annotations
 
+import tempfile
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 
+import dagster as dg
 import psycopg
+import pytest
 
 from sentinelops.coverage import window_floor
+from sentinelops.db import ensure_dagster_database
 from sentinelops_pipelines.delivery import deliver
 from sentinelops_pipelines.slack import SlackResource
 from sentinelops_pipelines.storage import metrics as metrics_sql
@@ -27,7 +32,21 @@ def history(start: datetime, spike: datetime) -> list[dict]:
     return events + streams.failure_spike(spike, minutes=30)
 
 
-def test_thirty_days_of_imported_history_are_evaluated_once_and_summarised(database_url, db):
+@pytest.fixture
+def stack_instance(database_url: str) -> Iterator[dg.DagsterInstance]:
+    """Dagster with the storage `sentinelops up` gives it (in `<database>_dagster`): a 30-day
+    range is 17,280 partition events, which an in-memory instance stores one by one (minutes)
+    and this storage in batches (seconds), as in production."""
+    custom = {"module": "sentinelops_pipelines.instance", "class": "SentinelOpsDagsterStorage",
+              "config": {"postgres_url": ensure_dagster_database(database_url)}}  # fmt: skip
+    overrides = {"storage": {"custom": custom}, "telemetry": {"enabled": False}}
+    with tempfile.TemporaryDirectory() as home, dg.DagsterInstance.local_temp(home, overrides) as i:
+        yield i
+
+
+def test_thirty_days_of_imported_history_are_evaluated_once_and_summarised(
+    database_url, db, stack_instance
+):
     base = now_base()
     start = base - timedelta(days=29, hours=23)
     events = history(start, spike=base - timedelta(days=10))
@@ -40,7 +59,7 @@ def test_thirty_days_of_imported_history_are_evaluated_once_and_summarised(datab
     result = tick(database_url)
     last_closed = now_base() - timedelta(minutes=5)
     assert requested(result) == [(key(window_floor(start)), key(last_closed))]
-    run_requested(database_url, result)
+    run_requested(database_url, result, stack_instance)
 
     windows = int((last_closed - window_floor(start)) / timedelta(minutes=5)) + 1
     assert db.execute("SELECT count(*) FROM window_metrics").fetchone()[0] == windows

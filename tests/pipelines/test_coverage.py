@@ -43,7 +43,9 @@ def closed() -> str:
     return key(now_base() - timedelta(minutes=5))
 
 
-def run(url: str, start: str, end: str) -> dg.ExecuteInProcessResult:
+def run(
+    url: str, start: str, end: str, instance: dg.DagsterInstance | None = None
+) -> dg.ExecuteInProcessResult:
     """One range run of the rules, as a schedule tick, a backfill or the sensor launches it."""
     return dg.materialize(
         [stripe_events, window_metrics, anomalies],
@@ -51,6 +53,8 @@ def run(url: str, start: str, end: str) -> dg.ExecuteInProcessResult:
         tags={"dagster/asset_partition_range_start": start,
               "dagster/asset_partition_range_end": end},
         selection=[window_metrics, anomalies],
+        instance=instance,
+        run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
     )  # fmt: skip
 
 
@@ -71,9 +75,11 @@ def requested(result: dg.SensorResult) -> list[tuple[str, str]]:
     ]
 
 
-def run_requested(url: str, result: dg.SensorResult) -> None:
+def run_requested(
+    url: str, result: dg.SensorResult, instance: dg.DagsterInstance | None = None
+) -> None:
     ((start, end),) = requested(result)
-    assert run(url, start, end).success
+    assert run(url, start, end, instance).success
 
 
 class TestCatchUp:
