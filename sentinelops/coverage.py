@@ -21,17 +21,17 @@ WINDOW = timedelta(minutes=5)
 ORIGIN = "TIMESTAMPTZ '2000-01-01 00:00:00+00'"
 
 # Events whose transaction may be missing from their window's evaluation, from the oldest one
-# that may be (coverage_state.scanned_xid) on: an index range scan of what arrived since.
+# that may be (coverage_state.scanned_xid) on: a BRIN index scan of what arrived since.
 _UNEVALUATED = f"""
 unevaluated AS (
     SELECT date_bin('5 minutes', e.created, {ORIGIN}) AS window_start, e.ingest_xid,
            e.received_at
       FROM stripe_events e
       LEFT JOIN window_metrics m ON m.window_start = date_bin('5 minutes', e.created, {ORIGIN})
-     WHERE e.ingest_xid >= coalesce((SELECT scanned_xid FROM coverage_state), '0')
+     WHERE e.ingest_xid >= coalesce((SELECT scanned_xid FROM coverage_state), 0)
        AND e.created >= %(floor)s
        AND (m.evaluated_snapshot IS NULL
-            OR NOT pg_visible_in_snapshot(e.ingest_xid, m.evaluated_snapshot))
+            OR NOT pg_visible_in_snapshot(e.ingest_xid::text::xid8, m.evaluated_snapshot))
 )"""
 
 # One statement, so the stale windows, the frontier and the next scan start agree. The next
@@ -72,7 +72,7 @@ SELECT (SELECT window_start FROM first) AS first_window,
            AND NOT EXISTS (SELECT 1 FROM stale s WHERE s.window_start = m.window_start))
            AS newest_covered,
        least((SELECT min(ingest_xid) FROM unevaluated),
-             pg_snapshot_xmin(pg_current_snapshot())) AS next_scan_xid
+             pg_snapshot_xmin(pg_current_snapshot())::text::bigint) AS next_scan_xid
 """
 
 ADVANCE = """
