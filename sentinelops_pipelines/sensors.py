@@ -5,8 +5,8 @@ unevaluated or evaluated without some of its events takes this one path: ticks m
 stack was down (a plain schedule re-runs only the last one), failed or killed runs, events that
 arrive late (Stripe retries for three days), history imported by reconciliation. Each tick asks
 the database which closed windows are stale (sentinelops/coverage.py) and requests one range
-run from the oldest to the newest of them, so a day of downtime is caught up in one run, not
-288, and the schedule's next tick runs beside it.
+run over the oldest cluster of them, so a day of downtime is caught up in one run, not 288,
+and the schedule's next tick runs beside it.
 """
 
 from __future__ import annotations
@@ -28,6 +28,9 @@ REASON_TAG = "sentinelops/reason"
 SCHEDULE_GRACE = timedelta(minutes=2)
 # A window's 30-minute sums include the five before it: a stale window changes those after it.
 NEIGHBOURS = timedelta(minutes=25)
+# Stale windows closer than this share a run (re-evaluating the covered ones between costs less
+# than another run); farther apart, the older cluster goes first.
+CLUSTER_GAP = timedelta(hours=2)
 # Run monitoring fails a coverage run stuck longer than this (a worker killed with the stack).
 MAX_RUNTIME = timedelta(hours=1)
 # The lag check is reported when it changes, and at least this often while it holds.
@@ -42,12 +45,19 @@ IN_FLIGHT = [
 
 
 def plan_range(stale: list[datetime], now: datetime) -> tuple[datetime, datetime] | None:
-    """First and last window start of the one range run that covers every stale window due."""
+    """First and last window start of the next range run: the oldest cluster of stale windows
+    due (no two more than CLUSTER_GAP apart), so a run costs what is stale, not the months
+    between a late event and today; the next clusters go in the next ticks."""
     last_closed = coverage.window_floor(now) - coverage.WINDOW
     due = [w for w in stale if w + coverage.WINDOW + SCHEDULE_GRACE <= now]
     if not due:
         return None
-    return due[0], min(due[-1] + NEIGHBOURS, last_closed)
+    end = due[0]
+    for window in due[1:]:
+        if window - end > CLUSTER_GAP:
+            break
+        end = window
+    return due[0], min(end + NEIGHBOURS, last_closed)
 
 
 def _coverage_run_in_flight(instance: dg.DagsterInstance, now: datetime) -> str | None:

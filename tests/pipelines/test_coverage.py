@@ -146,9 +146,15 @@ class TestLateEvents:
         pytest.param([ANCHOR - timedelta(hours=3)],
                      (ANCHOR - timedelta(hours=3), ANCHOR - timedelta(hours=2, minutes=35)),
                      id="a late event: its window and the five whose 30-minute sums include it"),
-        pytest.param([ANCHOR - timedelta(hours=3), ANCHOR - timedelta(minutes=20)],
-                     (ANCHOR - timedelta(hours=3), ANCHOR - timedelta(minutes=5)),
-                     id="one range from the oldest to the newest, capped at the last closed"),
+        pytest.param([ANCHOR - timedelta(hours=3), ANCHOR - timedelta(hours=1, minutes=20)],
+                     (ANCHOR - timedelta(hours=3), ANCHOR - timedelta(minutes=55)),
+                     id="stale windows near each other share one run"),
+        pytest.param([ANCHOR - timedelta(days=90), ANCHOR - timedelta(minutes=20)],
+                     (ANCHOR - timedelta(days=90), ANCHOR - timedelta(days=90, minutes=-25)),
+                     id="far apart: the oldest first, not the 90 days between in one run"),
+        pytest.param([ANCHOR - timedelta(minutes=40), ANCHOR - timedelta(minutes=20)],
+                     (ANCHOR - timedelta(minutes=40), ANCHOR - timedelta(minutes=5)),
+                     id="never past the last closed window"),
     ],
 )  # fmt: skip
 def test_plan_range(stale, expected):
