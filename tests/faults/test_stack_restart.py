@@ -28,6 +28,7 @@ import pytest
 from sentinelops import embedded
 from sentinelops.coverage import window_floor
 from tests import streams
+from tests.faults.test_rules_runs import SPIKE_LOCK, waiting_on_advisory_locks
 from tests.local_http import ScriptedServer
 from tests.support import SECRET, TOKEN, signed_headers
 from tests.test_up import free_port
@@ -36,7 +37,6 @@ pytestmark = pytest.mark.skipif(
     "DATABASE_URL" in os.environ, reason="restarts a whole stack; runs in the embedded pass"
 )
 ROOT = Path(__file__).resolve().parents[2]
-SPIKE_LOCK = "anomaly:payment_failure_spike:all"  # what anomalies.record() locks per incident
 
 
 def wait_for(condition: Callable[[], object], timeout: float, what: str) -> object:
@@ -133,7 +133,7 @@ def test_a_stack_killed_mid_spike_alerts_after_the_restart(stack, slack):
         # Holding the incident's lock stops any rules run inside its anomalies step.
         db.execute("SELECT pg_advisory_lock(hashtextextended(%s, 0))", (SPIKE_LOCK,))
         assert {stack.post(e) for e in first} == {200}
-        wait_for(lambda: blocked_runs(db), 90, "a rules run to reach the spike")
+        wait_for(lambda: waiting_on_advisory_locks(db), 90, "a rules run to reach the spike")
         stack.kill()
         db.execute("SELECT pg_advisory_unlock(hashtextextended(%s, 0))", (SPIKE_LOCK,))
         killed = started_runs(dagster_url)
@@ -159,14 +159,6 @@ def test_a_stack_killed_mid_spike_alerts_after_the_restart(stack, slack):
             "SELECT count(*) FROM asset_check_executions WHERE check_name = 'evaluation_lag'"
         ).fetchone()
     assert checks[0] >= 1
-
-
-def blocked_runs(db: psycopg.Connection) -> int:
-    row = db.execute(
-        "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid)"
-        " WHERE l.locktype = 'advisory' AND NOT l.granted AND a.datname = current_database()"
-    ).fetchone()
-    return int(row[0]) if row else 0
 
 
 def _runs(dagster_url: str, status: str) -> list[str]:
