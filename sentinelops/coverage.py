@@ -17,17 +17,18 @@ from datetime import UTC, datetime, timedelta
 
 from psycopg import Connection
 
-WINDOW = timedelta(minutes=5)
-ORIGIN = "TIMESTAMPTZ '2000-01-01 00:00:00+00'"
+from sentinelops.windows import BIN, WINDOW, window_floor
+
+# Past this, the loop is behind: health says degraded, the evaluation_lag check fails.
+LAG_LIMIT = timedelta(minutes=15)
 
 # Events whose transaction may be missing from their window's evaluation, from the oldest one
 # that may be (coverage_state.scanned_xid) on: a BRIN index scan of what arrived since.
 _UNEVALUATED = f"""
 unevaluated AS (
-    SELECT date_bin('5 minutes', e.created, {ORIGIN}) AS window_start, e.ingest_xid,
-           e.received_at
+    SELECT {BIN.format(col="e.created")} AS window_start, e.ingest_xid, e.received_at
       FROM stripe_events e
-      LEFT JOIN window_metrics m ON m.window_start = date_bin('5 minutes', e.created, {ORIGIN})
+      LEFT JOIN window_metrics m ON m.window_start = {BIN.format(col="e.created")}
      WHERE e.ingest_xid >= coalesce((SELECT scanned_xid FROM coverage_state), 0)
        AND e.created >= %(floor)s
        AND (m.evaluated_snapshot IS NULL
@@ -40,7 +41,7 @@ unevaluated AS (
 SCAN = f"""
 WITH {_UNEVALUATED},
 first AS (
-    SELECT date_bin('5 minutes', min(created), {ORIGIN}) AS window_start
+    SELECT {BIN.format(col="min(created)")} AS window_start
       FROM stripe_events WHERE created >= %(floor)s
 ),
 missing AS (
@@ -62,8 +63,7 @@ stale AS (
     ) AS both_kinds
     GROUP BY window_start
 )
-SELECT (SELECT window_start FROM first) AS first_window,
-       coalesce((SELECT array_agg(window_start ORDER BY window_start) FROM stale), '{{}}')
+SELECT coalesce((SELECT array_agg(window_start ORDER BY window_start) FROM stale), '{{}}')
            AS stale_windows,
        (SELECT min(since) FROM stale) AS stale_since,
        (SELECT max(window_start) FROM window_metrics m
@@ -87,11 +87,10 @@ class Coverage:
     """What the loop has covered at `now`."""
 
     now: datetime
-    first_window: datetime | None  # None: no event stored yet, nothing to cover
     stale_windows: list[datetime]  # closed windows not evaluated with all their events
     newest_covered: datetime | None  # start of the newest closed window that is covered
     stale_since: datetime | None = None  # since when the longest-waiting stale window waits
-    next_scan_xid: object = None
+    next_scan_xid: int | None = None  # where the next scan starts (the sensor stores it)
 
     @property
     def oldest_stale(self) -> datetime | None:
@@ -117,11 +116,20 @@ class Coverage:
             return None
         return max((self.now - self.stale_since).total_seconds(), 0.0)
 
-
-def window_floor(moment: datetime) -> datetime:
-    """Start of the 5-minute window holding `moment` (UTC)."""
-    moment = moment.astimezone(UTC)
-    return moment.replace(second=0, microsecond=0) - timedelta(minutes=moment.minute % 5)
+    def behind(self, limit: timedelta = LAG_LIMIT) -> list[str]:
+        """Why the loop is behind: the lag, or a stale window that has waited, over `limit`.
+        The one judgement health and the evaluation_lag check both report."""
+        found = []
+        lag, wait = self.lag_seconds, self.stale_wait_seconds
+        minutes = limit.total_seconds() / 60
+        if lag is not None and lag > limit.total_seconds():
+            found.append(f"evaluation lag {lag / 60:.0f} min, over {minutes:.0f} min")
+        if wait is not None and wait > limit.total_seconds() and self.oldest_stale is not None:
+            found.append(
+                f"window {self.oldest_stale:%Y-%m-%d %H:%M} UTC not evaluated with all its"
+                f" events for {wait / 60:.0f} min"
+            )
+        return found
 
 
 def params(now: datetime, floor: datetime) -> dict[str, object]:
@@ -129,10 +137,9 @@ def params(now: datetime, floor: datetime) -> dict[str, object]:
 
 
 def from_row(now: datetime, row: tuple) -> Coverage:
-    first, stale, since, newest, next_xid = row
+    stale, since, newest, next_xid = row
     return Coverage(
         now=now,
-        first_window=first,
         stale_windows=[w.astimezone(UTC) for w in stale],
         newest_covered=newest,
         stale_since=since,

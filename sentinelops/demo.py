@@ -16,6 +16,7 @@ import stripe
 
 from sentinelops.db import database_url
 from sentinelops.settings import Settings
+from sentinelops.windows import window_floor
 
 DEMO_START = datetime(2026, 1, 1, tzinfo=UTC)
 # (rule, severity, title, minutes after DEMO_START): one of each severity, fixed so re-seeding
@@ -71,7 +72,7 @@ def _template(name: str) -> dict:
 def demo_events(now: datetime) -> list[dict]:
     """Half an hour of payments ending at the last closed window, with a failure spike in its
     last 15 minutes: declined cards send charge.failed and payment_intent.payment_failed."""
-    end = now.replace(second=0, microsecond=0) - timedelta(minutes=now.minute % 5)
+    end = window_floor(now)
     start = end - timedelta(minutes=30)
     run = secrets.token_hex(4)
     events: list[dict] = []
@@ -174,8 +175,7 @@ def run_demo(settings: Settings, api: str) -> int:
     print(f"sent {len(events)} signed Stripe events in {time.monotonic() - started:.1f} s: {codes}")
     first = datetime.fromtimestamp(min(e["created"] for e in events), UTC)
     last = datetime.fromtimestamp(max(e["created"] for e in events), UTC)
-    first = first.replace(second=0) - timedelta(minutes=first.minute % 5)
-    last = last.replace(second=0) - timedelta(minutes=last.minute % 5)
+    first, last = window_floor(first), window_floor(last)
     evaluate(settings, first, last)
     headers = {"Authorization": f"Bearer {token}"}
     query: dict[str, str | int] = {"only_open": "true", "sort": "detected_desc", "limit": 5}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
@@ -105,6 +106,11 @@ class Settings(BaseSettings):
     @classmethod
     def _absolute_home(cls, value: Path) -> Path:
         return value.expanduser().absolute()
+
+    @property
+    def partitions_start_at(self) -> datetime:
+        """SENTINELOPS_PARTITIONS_START as the instant the first partition starts (UTC)."""
+        return datetime.fromisoformat(self.partitions_start).replace(tzinfo=UTC)
 
     @property
     def webhook_secret_values(self) -> list[str]:

@@ -91,25 +91,27 @@ def notifications_delivered(postgres: PostgresResource) -> dg.AssetCheckResult:
     )
 
 
-LAG_LIMIT = timedelta(minutes=15)
+def scan_coverage(postgres: PostgresResource, *, advance: bool = False) -> coverage.Coverage:
+    """The coverage now, from the partitions' start on (coverage.scan)."""
+    with postgres.connect() as conn:
+        now = datetime.now(UTC)
+        return coverage.scan(conn, now, five_minute_partitions.start, advance=advance)
 
 
 def evaluation_lag_result(state: coverage.Coverage) -> dg.AssetCheckResult:
-    """Passes while the newest window evaluated with all its events ended at most LAG_LIMIT ago
-    (and nothing stale has waited that long); the coverage sensor reports it every tick."""
-    lag = state.lag_seconds
-    wait = state.stale_wait_seconds
-    limit = LAG_LIMIT.total_seconds()
-    passed = (lag is None or lag <= limit) and (wait is None or wait <= limit)
-    oldest = state.oldest_stale
+    """Passes unless the loop is behind (Coverage.behind, as health judges it); the coverage
+    sensor reports it between runs."""
+    behind = state.behind()
+    lag, oldest = state.lag_seconds, state.oldest_stale
     return dg.AssetCheckResult(
-        passed=passed,
+        passed=not behind,
         severity=dg.AssetCheckSeverity.ERROR,
+        description="; ".join(behind) or None,
         metadata={
             "evaluation_lag_seconds": round(lag, 1) if lag is not None else -1.0,
             "oldest_stale_window": oldest.isoformat() if oldest else "none",
             "stale_windows": len(state.stale_windows),
-            "limit_seconds": limit,
+            "limit_seconds": coverage.LAG_LIMIT.total_seconds(),
         },
     )
 
@@ -121,6 +123,4 @@ def evaluation_lag_result(state: coverage.Coverage) -> dg.AssetCheckResult:
     description="Every closed 5-minute window is evaluated with all its events within 15 minutes",
 )
 def evaluation_lag(postgres: PostgresResource) -> dg.AssetCheckResult:
-    with postgres.connect() as conn:
-        state = coverage.scan(conn, datetime.now(UTC), five_minute_partitions.start)
-    return evaluation_lag_result(state)
+    return evaluation_lag_result(scan_coverage(postgres))

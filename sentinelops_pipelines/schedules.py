@@ -1,20 +1,20 @@
 """Schedules: on by default, so `make run` watches without a click."""
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import dagster as dg
 
+from sentinelops.windows import WINDOW, window_floor
 from sentinelops_pipelines.jobs import rules_job
 from sentinelops_pipelines.partitions import five_minute_partitions
 
 # As each window closes, so an alert follows its first event within about five and a half
-# minutes; events of the window still in flight then take the late-events sensor's path.
+# minutes; events of the window still in flight then take the coverage sensor's path.
 RULES_CRON = "*/5 * * * *"
 
 
 def latest_complete_window(moment: datetime) -> datetime:
-    end = moment.replace(second=0, microsecond=0) - timedelta(minutes=moment.minute % 5)
-    return end - timedelta(minutes=5)
+    return window_floor(moment) - WINDOW
 
 
 @dg.schedule(

@@ -16,10 +16,9 @@ from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 
-from sentinelops import coverage
-from sentinelops_pipelines.checks import evaluation_lag_result
+from sentinelops.windows import WINDOW, window_floor
+from sentinelops_pipelines.checks import evaluation_lag_result, scan_coverage
 from sentinelops_pipelines.jobs import rules_job
-from sentinelops_pipelines.partitions import five_minute_partitions
 from sentinelops_pipelines.resources import PostgresResource
 
 KEY_FORMAT = "%Y-%m-%d-%H:%M"
@@ -48,8 +47,8 @@ def plan_range(stale: list[datetime], now: datetime) -> tuple[datetime, datetime
     """First and last window start of the next range run: the oldest cluster of stale windows
     due (no two more than CLUSTER_GAP apart), so a run costs what is stale, not the months
     between a late event and today; the next clusters go in the next ticks."""
-    last_closed = coverage.window_floor(now) - coverage.WINDOW
-    due = [w for w in stale if w + coverage.WINDOW + SCHEDULE_GRACE <= now]
+    last_closed = window_floor(now) - WINDOW
+    due = [w for w in stale if w + WINDOW + SCHEDULE_GRACE <= now]
     if not due:
         return None
     end = due[0]
@@ -90,9 +89,8 @@ def _lag_report(cursor: str | None, passed: bool, now: datetime) -> bool:
 def coverage_sensor(
     context: dg.SensorEvaluationContext, postgres: PostgresResource
 ) -> dg.SensorResult:
-    now = datetime.now(UTC)
-    with postgres.connect() as conn:
-        state = coverage.scan(conn, now, five_minute_partitions.start, advance=True)
+    state = scan_coverage(postgres, advance=True)
+    now = state.now
     planned = plan_range(state.stale_windows, now)
     if planned is None:
         return dg.SensorResult(skip_reason="every closed window is covered")
@@ -124,9 +122,8 @@ def coverage_sensor(
 def evaluation_lag_sensor(
     context: dg.SensorEvaluationContext, postgres: PostgresResource
 ) -> dg.SensorResult:
-    now = datetime.now(UTC)
-    with postgres.connect() as conn:
-        state = coverage.scan(conn, now, five_minute_partitions.start)
+    state = scan_coverage(postgres)
+    now = state.now
     lag = evaluation_lag_result(state)
     if not _lag_report(context.cursor, lag.passed, now):
         return dg.SensorResult(

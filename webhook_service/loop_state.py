@@ -6,7 +6,7 @@ the figures that tell, read with the same SQL the pipelines act on (sentinelops/
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import psycopg
@@ -15,7 +15,6 @@ from psycopg import AsyncConnection
 from sentinelops import coverage
 from sentinelops.settings import Settings
 
-LAG_LIMIT = timedelta(minutes=15)
 SCAN_TIMEOUT_MS = 1500  # inside health's own 2 s
 WATERMARK_LIMIT = timedelta(hours=2)
 
@@ -35,18 +34,29 @@ class LoopState:
     notifications_pending: int
     notifications_failed: int
     oldest_pending_seconds: float | None
-    reconciliation_configured: bool
-    watermark_age_seconds: float | None
+    watermark_age_seconds: float | None  # None: STRIPE_API_KEY unset, or nothing listed yet
     coverage_unknown: bool = False  # the scan ran out of time
-    reasons: list[str] = field(default_factory=list)
+
+    @property
+    def reasons(self) -> list[str]:
+        """Why the loop is degraded; empty when it is ok."""
+        found = []
+        if self.coverage_unknown:
+            found.append("coverage scan timed out: a large backlog is waiting to be evaluated")
+        found += self.coverage.behind()
+        if self.notifications_failed:
+            found.append(
+                f"{self.notifications_failed} notification(s) failed for good:"
+                " check SLACK_WEBHOOK_URL"
+            )
+        age = self.watermark_age_seconds
+        if age is not None and age > WATERMARK_LIMIT.total_seconds():
+            found.append(f"reconciliation watermark {age / 3600:.1f} h old, over 2 h")
+        return found
 
     @property
     def status(self) -> str:
         return "degraded" if self.reasons else "ok"
-
-
-def _partitions_floor(settings: Settings) -> datetime:
-    return datetime.fromisoformat(settings.partitions_start).replace(tzinfo=UTC)
 
 
 async def _coverage(conn: AsyncConnection, settings: Settings) -> coverage.Coverage | None:
@@ -57,7 +67,7 @@ async def _coverage(conn: AsyncConnection, settings: Settings) -> coverage.Cover
         async with conn.transaction():
             await conn.execute(f"SET LOCAL statement_timeout = {SCAN_TIMEOUT_MS}")
             cur = await conn.execute(
-                coverage.SCAN, coverage.params(now, _partitions_floor(settings))
+                coverage.SCAN, coverage.params(now, settings.partitions_start_at)
             )
             row = await cur.fetchone()
     except psycopg.errors.QueryCanceled:
@@ -71,45 +81,15 @@ async def read(conn: AsyncConnection, settings: Settings) -> LoopState:
     cur = await conn.execute(NOTIFICATIONS)
     pending, failed, oldest = await cur.fetchone() or (0, 0, None)
     watermark = None
-    configured = settings.stripe_api_key is not None
-    if configured:
+    if settings.stripe_api_key is not None:
         cur = await conn.execute(WATERMARK)
         found = await cur.fetchone()
         watermark = float(found[0]) if found else None
-    state = LoopState(
-        coverage=covered or coverage.Coverage(datetime.now(UTC), None, [], None),
+    return LoopState(
+        coverage=covered or coverage.Coverage(datetime.now(UTC), [], None),
         coverage_unknown=covered is None,
         notifications_pending=int(pending),
         notifications_failed=int(failed),
         oldest_pending_seconds=float(oldest) if oldest is not None else None,
-        reconciliation_configured=configured,
         watermark_age_seconds=watermark,
     )
-    state.reasons = reasons(state)
-    return state
-
-
-def reasons(state: LoopState) -> list[str]:
-    """Why the loop is degraded; empty when it is ok."""
-    found = []
-    if state.coverage_unknown:
-        found.append("coverage scan timed out: a large backlog is waiting to be evaluated")
-    limit = LAG_LIMIT.total_seconds()
-    lag = state.coverage.lag_seconds
-    if lag is not None and lag > limit:
-        found.append(f"evaluation lag {lag / 60:.0f} min, over {limit / 60:.0f} min")
-    wait = state.coverage.stale_wait_seconds
-    if wait is not None and wait > limit:
-        oldest = state.coverage.oldest_stale
-        found.append(
-            f"window {oldest:%Y-%m-%d %H:%M} UTC not evaluated with all its events for"
-            f" {wait / 60:.0f} min"
-        )
-    if state.notifications_failed:
-        found.append(
-            f"{state.notifications_failed} notification(s) failed for good: check SLACK_WEBHOOK_URL"
-        )
-    age = state.watermark_age_seconds
-    if age is not None and age > WATERMARK_LIMIT.total_seconds():
-        found.append(f"reconciliation watermark {age / 3600:.1f} h old, over 2 h")
-    return found

@@ -8,8 +8,9 @@ missing event so that recording it again is a no-op.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
+from sentinelops.windows import window_floor
 from sentinelops_pipelines.rules.definitions import GapRule
 from sentinelops_pipelines.rules.model import WINDOW, Finding
 
@@ -21,11 +22,6 @@ class Gap:
     first_created: datetime
     last_created: datetime
     sample_ids: list[str]
-
-
-def window_of(moment: datetime) -> datetime:
-    """The start of the 5-minute window (UTC) that holds `moment`, as the rollups bin it."""
-    return moment.replace(second=0, microsecond=0) - timedelta(minutes=moment.minute % 5)
 
 
 def gap_title(missing: int, first: datetime, last: datetime) -> str:
@@ -44,8 +40,8 @@ def find_gap(name: str, rule: GapRule, gap: Gap, found_at: datetime) -> Finding 
         scope="all",
         severity=severity,
         title=gap_title(gap.missing, gap.first_created, gap.last_created),
-        window_start=window_of(gap.first_created),
-        window_end=window_of(gap.last_created) + WINDOW,
+        window_start=window_floor(gap.first_created),
+        window_end=window_floor(gap.last_created) + WINDOW,
         evidence={
             "missing": gap.missing,
             "missing_by_type": dict(sorted(gap.by_type.items())),

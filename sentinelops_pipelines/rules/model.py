@@ -6,12 +6,13 @@ Pure data: no Dagster, no SQL. The repository builds `Window`s from the rollup t
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, Literal
+
+from sentinelops.windows import WINDOW
 
 Severity = Literal["low", "medium", "high"]
 SEVERITY_RANK: dict[str, int] = {"low": 1, "medium": 2, "high": 3}
-WINDOW = timedelta(minutes=5)
 
 
 def higher(a: str, b: str) -> str:

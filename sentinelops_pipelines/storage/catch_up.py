@@ -18,29 +18,21 @@ from psycopg import Connection
 
 from sentinelops_pipelines.storage import notifications
 
+# Of the run's incidents, those found late; the openings among them are marked.
 MARK_LATE = """
-UPDATE anomalies SET found_late = true
- WHERE id = ANY(%(opened)s) AND window_end < now() - %(late_after)s
-"""
-
-LATE = """
-SELECT id FROM anomalies WHERE id = ANY(%(ids)s) AND window_end < now() - %(late_after)s
+UPDATE anomalies SET found_late = found_late OR id = ANY(%(opened)s)
+ WHERE id = ANY(%(ids)s) AND window_end < now() - %(late_after)s
+RETURNING id
 """
 
 # One message per set of incidents: re-running a range finds nothing new and queues nothing.
-ENQUEUE_CATCH_UP = """
+ENQUEUE_CATCH_UP = f"""
 INSERT INTO notifications (channel, kind, payload, dedupe_key)
 SELECT 'slack', 'catch_up', jsonb_build_object('anomaly_ids', jsonb_agg(id ORDER BY id)),
        'catch_up:' || md5(string_agg(id || ':' || severity, ',' ORDER BY id))
-  FROM anomalies
- WHERE coalesce(evidence->>'_demo', 'false') <> 'true'
-   AND (id = ANY(%(escalated)s)
-        OR (id = ANY(%(opened)s)
-            AND array_position(ARRAY['low', 'medium', 'high'], severity)
-                >= array_position(ARRAY['low', 'medium', 'high'], %(min_severity)s::text)))
+  FROM anomalies WHERE {notifications.ANNOUNCEABLE}
 HAVING count(*) > 0
 ON CONFLICT (channel, dedupe_key) WHERE dedupe_key IS NOT NULL DO NOTHING
-RETURNING id
 """
 
 
@@ -54,19 +46,14 @@ def announce(
     were announced on their own and how many were found late."""
     opened = sorted({i for i, kind in announced if kind == "opened"})
     escalated = sorted({i for i, kind in announced if kind == "escalated"} - set(opened))
-    params = {"opened": opened, "late_after": late_after}
-    conn.execute(MARK_LATE, params)
-    late = {row[0] for row in conn.execute(LATE, {"ids": opened + escalated, **params})}
-    for anomaly_id, kind in announced:
-        if anomaly_id not in late and (kind == "opened" or anomaly_id in escalated):
-            notifications.enqueue_anomaly(conn, anomaly_id, kind, min_severity)  # type: ignore[arg-type]
+    params = {"opened": opened, "ids": opened + escalated, "late_after": late_after}
+    late = {row[0] for row in conn.execute(MARK_LATE, params)}
+    notifications.enqueue_anomalies(
+        conn, [i for i in opened if i not in late], [i for i in escalated if i not in late],
+        min_severity,
+    )  # fmt: skip
     if late:
-        conn.execute(
-            ENQUEUE_CATCH_UP,
-            {
-                "opened": [i for i in opened if i in late],
-                "escalated": [i for i in escalated if i in late],
-                "min_severity": min_severity,
-            },
-        )
-    return {"announced": len(set(opened + escalated) - late), "found_late": len(late)}
+        old = {"opened": [i for i in opened if i in late],
+               "escalated": [i for i in escalated if i in late]}  # fmt: skip
+        conn.execute(ENQUEUE_CATCH_UP, {**old, "min_severity": min_severity})
+    return {"announced": len(opened) + len(escalated) - len(late), "found_late": len(late)}

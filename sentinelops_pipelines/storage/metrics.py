@@ -12,6 +12,7 @@ from datetime import datetime
 from psycopg import Connection, sql
 from psycopg.rows import dict_row
 
+from sentinelops.windows import BIN
 from sentinelops_pipelines.rules.model import AmountWindow, Window
 
 METRICS = (
@@ -20,7 +21,6 @@ METRICS = (
     "events", "events_received", "invalid_attempts",
 )  # fmt: skip
 
-BIN = "date_bin('5 minutes', {col}, TIMESTAMPTZ '2000-01-01 00:00:00+00')"
 
 # pg_current_snapshot() in the INSERT is the snapshot that statement read: the rollup records
 # exactly which stored events it counted (sentinelops/coverage.py). A concurrent rollup that read

@@ -19,16 +19,23 @@ from psycopg.types.json import Jsonb
 Kind = Literal["opened", "escalated"]
 NOT_CONFIGURED = "slack_not_configured"
 
-# Policy, in SQL so it runs inside record()'s transaction: opened at or above the minimum
-# severity, every escalation, never a demo anomaly. The unique key makes re-runs no-ops.
-ENQUEUE_ANOMALY = """
+# The policy, in SQL so it runs inside the transaction that opens or escalates: of the anomalies
+# `opened` and `escalated`, every escalation and the openings at or above the minimum severity,
+# never a demo anomaly. Alerts (ENQUEUE_ANOMALIES) and catch-up messages (catch_up.py) share it.
+ANNOUNCEABLE = """
+coalesce(evidence->>'_demo', 'false') <> 'true'
+AND (id = ANY(%(escalated)s)
+     OR (id = ANY(%(opened)s)
+         AND array_position(ARRAY['low', 'medium', 'high'], severity)
+             >= array_position(ARRAY['low', 'medium', 'high'], %(min_severity)s::text)))
+"""
+
+# The unique key makes re-runs no-ops.
+ENQUEUE_ANOMALIES = f"""
 INSERT INTO notifications (channel, kind, anomaly_id, severity)
-SELECT 'slack', %(kind)s, id, severity FROM anomalies
- WHERE id = %(id)s
-   AND coalesce(evidence->>'_demo', 'false') <> 'true'
-   AND (%(kind)s = 'escalated'
-        OR array_position(ARRAY['low', 'medium', 'high'], severity)
-           >= array_position(ARRAY['low', 'medium', 'high'], %(min_severity)s::text))
+SELECT 'slack', CASE WHEN id = ANY(%(escalated)s) THEN 'escalated' ELSE 'opened' END,
+       id, severity
+  FROM anomalies WHERE {ANNOUNCEABLE}
 ON CONFLICT (anomaly_id, channel, kind, severity) WHERE anomaly_id IS NOT NULL DO NOTHING
 """
 
@@ -149,8 +156,17 @@ UPDATE notifications
 """
 
 
+def enqueue_anomalies(
+    conn: Connection, opened: list[int], escalated: list[int], min_severity: str
+) -> None:
+    """Queue the alerts of these openings and escalations the policy lets through."""
+    params = {"opened": opened, "escalated": escalated, "min_severity": min_severity}
+    conn.execute(ENQUEUE_ANOMALIES, params)
+
+
 def enqueue_anomaly(conn: Connection, anomaly_id: int, kind: Kind, min_severity: str) -> None:
-    conn.execute(ENQUEUE_ANOMALY, {"id": anomaly_id, "kind": kind, "min_severity": min_severity})
+    opened, escalated = ([anomaly_id], []) if kind == "opened" else ([], [anomaly_id])
+    enqueue_anomalies(conn, opened, escalated, min_severity)
 
 
 def enqueue_summary(conn: Connection, day: date) -> None:

@@ -12,8 +12,8 @@ import dagster as dg
 import psycopg
 import pytest
 
-from sentinelops.coverage import window_floor
 from sentinelops.db import ensure_dagster_database
+from sentinelops.windows import window_floor
 from sentinelops_pipelines.delivery import deliver
 from sentinelops_pipelines.slack import SlackResource
 from sentinelops_pipelines.storage import metrics as metrics_sql

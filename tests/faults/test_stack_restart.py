@@ -26,7 +26,7 @@ import psycopg
 import pytest
 
 from sentinelops import embedded
-from sentinelops.coverage import window_floor
+from sentinelops.windows import window_floor
 from tests import streams
 from tests.faults.test_rules_runs import SPIKE_LOCK, waiting_on_advisory_locks
 from tests.local_http import ScriptedServer

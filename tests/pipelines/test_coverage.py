@@ -12,7 +12,7 @@ import dagster as dg
 import psycopg
 import pytest
 
-from sentinelops.coverage import window_floor
+from sentinelops.windows import window_floor
 from sentinelops_pipelines.assets.rules import anomalies, window_metrics
 from sentinelops_pipelines.assets.sources import stripe_events
 from sentinelops_pipelines.resources import PostgresResource, RulesResource

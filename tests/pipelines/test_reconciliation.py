@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 import dagster as dg
 import pytest
 
+from sentinelops.windows import window_floor
 from sentinelops_pipelines.assets.reconciliation import (
     ReconciliationConfig,
     listing_range,
@@ -18,14 +19,13 @@ from sentinelops_pipelines.assets.sources import stripe_events
 from sentinelops_pipelines.definitions import defs
 from sentinelops_pipelines.resources import PostgresResource, RulesResource
 from sentinelops_pipelines.rules.definitions import default_rules_text, load_rules
-from sentinelops_pipelines.rules.gap import window_of
 from sentinelops_pipelines.stripe_api import StripeResource
 from tests import streams
 from tests.stripe_server import KEY, RATE_LIMITED, SERVER_ERROR, EventsAPI
 from tests.support import signed_headers
 
 NOW = datetime.now(UTC)
-T = window_of(NOW) - timedelta(hours=3)
+T = window_floor(NOW) - timedelta(hours=3)
 RECEIVED = [*streams.succeeded_payment(T + timedelta(minutes=1), "a"),
             *streams.succeeded_payment(T + timedelta(minutes=20), "b")]  # fmt: skip
 MISSED = [
@@ -166,7 +166,7 @@ class TestReconciliation:
         ).fetchall()
         assert others == []
         assert title.startswith("5 Stripe events never arrived by webhook")
-        assert end == window_of(now - timedelta(minutes=13)) + timedelta(minutes=5)
+        assert end == window_floor(now - timedelta(minutes=13)) + timedelta(minutes=5)
         assert evidence["missing"] == 5 and evidence["missing_by_type"]["charge.refunded"] == 1
 
     def test_the_first_run_imports_what_predates_the_webhook_as_history_not_a_gap(
