@@ -1,7 +1,8 @@
 """Block Kit messages: an anomaly alert, the daily summary, a pipeline failure.
 
 Each returns (text, blocks): Slack shows `text` in notifications and where blocks cannot be
-rendered, so it stands on its own.
+rendered, so it stands on its own. Slack parses `text` as mrkdwn too, so it is escaped like the
+blocks: a title or summary holding `<!channel>` must not page a channel.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ HIDDEN = frozenset(
 )
 MAX_FIELDS = 10  # Slack's limit per section
 SECTION_LIMIT = 2900  # Slack refuses section text over 3000 characters
+TEXT_LIMIT = 3000
 ICON = {"low": ":large_yellow_circle:", "medium": ":large_orange_circle:", "high": ":red_circle:"}
 
 
@@ -25,6 +27,21 @@ def escape(text: str) -> str:
 
 def _cut(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _fallback(text: str, limit: int = TEXT_LIMIT) -> str:
+    """The top-level `text`: escaped, then cut to `limit` without splitting an entity."""
+    escaped = escape(text)
+    if len(escaped) <= limit:
+        return escaped
+    kept, size = [], 1  # room for the ellipsis
+    for char in text:
+        piece = escape(char)
+        if size + len(piece) > limit:
+            break
+        kept.append(piece)
+        size += len(piece)
+    return "".join(kept) + "…"
 
 
 def _section(text: str) -> dict:
@@ -69,7 +86,7 @@ def anomaly_alert(notification: dict) -> tuple[str, list[dict]]:
     a = notification["anomaly"]
     severity, anomaly_id = notification["severity"], a["id"]
     what = "escalated to" if notification["kind"] == "escalated" else "opened at"
-    text = f"[{severity.upper()}] Anomaly #{anomaly_id} {what} {severity}: {a['title']}"
+    text = _fallback(f"[{severity.upper()}] Anomaly #{anomaly_id} {what} {severity}: {a['title']}")
     scope = "" if a["scope"] == "all" else f" ({escape(a['scope'])})"
     blocks = [
         _header(f"{ICON.get(severity, '')} Anomaly #{anomaly_id} {what} {severity.upper()}"),
@@ -119,11 +136,11 @@ def summary_message(summary: dict) -> tuple[str, list[dict]]:
         _section(f"*Watch*\n{_bullets(summary['watch'], 'Nothing needs watching.')}"),
         _context(f"{how} · `GET /api/v1/summaries/daily/{day}`"),
     ]
-    return _cut(summary["text"], 3000), blocks
+    return _fallback(summary["text"]), blocks
 
 
 def failure_message(job_name: str, run_id: str, error: str) -> tuple[str, list[dict]]:
-    text = f"SentinelOps pipeline run failed: {job_name} (run {run_id})"
+    text = _fallback(f"SentinelOps pipeline run failed: {job_name} (run {run_id})")
     blocks = [
         _header(f":warning: Pipeline run failed: {job_name}"),
         _section(f"Run `{run_id}` of `{escape(job_name)}` failed.\n```{escape(error[:1500])}```"),
@@ -146,7 +163,7 @@ def catch_up_message(incidents: list[dict]) -> tuple[str, list[dict]]:
     newest = max(a["window_end"] for a in incidents)
     n = len(incidents)
     noun = "incident" if n == 1 else "incidents"
-    text = (
+    text = _fallback(
         f"Catch-up: {n} past {noun} found late, {window_text(oldest, newest)}"
         " (recorded, not posted one by one)"
     )

@@ -7,7 +7,9 @@ are bounded in size: at most MAX_CURRENCIES currencies and MAX_RULES rules.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import date, timedelta
+from decimal import Decimal
 from typing import Any
 
 from sentinelops_pipelines.rules.engine import ZERO_DECIMAL
@@ -17,6 +19,13 @@ WINDOWS_PER_DAY = 288
 MAX_CURRENCIES = 10
 MAX_RULES = 10
 SEVERITIES = ("high", "medium", "low")
+LEVELS = ("day", "previous_day", "average_7d")
+# Counted things that are no metric: reportable only next to their word ("288 windows").
+CONTEXT_UNITS = {
+    "windows": ("windows_rolled_up", "windows_per_day"),
+    "minutes": ("window_minutes",),
+    "days": ("average_window_days", "days_in_average"),
+}
 # Rollup column per fact name.
 METRICS = {
     "payments": "payments",
@@ -147,3 +156,49 @@ def _anomalies(by_severity: dict[str, dict[str, int]], open_by_rule: dict[str, i
     ranked = sorted(open_by_rule.items(), key=lambda item: (-item[1], item[0]))[:MAX_RULES]
     counts["still_open_by_rule"] = dict(ranked)
     return counts
+
+
+@dataclass(frozen=True)
+class Series:
+    """One metric's reportable figures: its levels by role (one of LEVELS; None for plain counts
+    such as the anomalies') and its changes, in `change_unit`."""
+
+    name: str  # "refunds", "revenue:USD", "anomalies", "windows"
+    unit: str  # "count", "money:USD", "percent" or one of CONTEXT_UNITS
+    levels: tuple[tuple[str | None, Decimal], ...]
+    changes: tuple[Decimal, ...] = ()
+    change_unit: str = "percent"  # or "points": the failure rate moves in percentage points
+
+    def level(self, role: str) -> Decimal | None:
+        return next((v for r, v in self.levels if r == role), None)
+
+
+def _series(name: str, unit: str, entry: dict[str, Any], change_unit: str = "percent") -> Series:
+    levels = tuple((r, Decimal(str(entry[r]))) for r in LEVELS if entry.get(r) is not None)
+    changes = tuple(
+        Decimal(str(v)) for k, v in entry.items() if k.startswith("vs_") and v is not None
+    )
+    return Series(name, unit, levels, changes, change_unit)
+
+
+def reportable(facts: dict[str, Any]) -> list[Series]:
+    """The figures a summary may state, each as what it is: the reference of the fact check.
+    Deliberately not every number in the facts: the date's parts, the rule names and the
+    bookkeeping (288 windows a day) vouch for no metric."""
+    found = [
+        _series(name, "percent", entry, "points")
+        if name == "failure_rate_pct"
+        else _series(name, "count", entry)
+        for name, entry in facts.get("metrics", {}).items()
+    ]
+    for row in facts.get("revenue", []):
+        currency = str(row["currency"]).upper()
+        found.append(_series(f"revenue:{currency}", f"money:{currency}", row))
+    a = facts.get("anomalies", {})
+    counts = [v for kind in ("opened", "still_open", "resolved") for v in a.get(kind, {}).values()]
+    counts += a.get("still_open_by_rule", {}).values()
+    found.append(Series("anomalies", "count", tuple((None, Decimal(str(v))) for v in counts)))
+    for unit, keys in CONTEXT_UNITS.items():
+        values = tuple((None, Decimal(str(facts[k]))) for k in keys if facts.get(k) is not None)
+        found.append(Series(unit, unit, values))
+    return found

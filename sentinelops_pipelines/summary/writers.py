@@ -2,13 +2,16 @@
 
 The AI gets the facts JSON and nothing else, once per day, with a timeout and at most two
 retries on transient errors. It may word, order and soften; every number in its answer must be
-in the facts, else the answer is discarded and the deterministic wording ships instead.
+a figure of the facts stated as what it is, with its direction (numbers.check), and the answer
+must be plain text: a link, a mention or markup is refused. Otherwise the answer is discarded
+and the deterministic wording ships instead.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 from dataclasses import replace
 from typing import Any
@@ -18,7 +21,7 @@ import openai
 from pydantic import BaseModel, Field, ValidationError
 
 from sentinelops.settings import get_settings
-from sentinelops_pipelines.summary.numbers import unknown_numbers
+from sentinelops_pipelines.summary.numbers import check
 from sentinelops_pipelines.summary.template import Wording
 
 log = logging.getLogger(__name__)
@@ -30,9 +33,33 @@ in the user message. They are all you know.
 Rules:
 - Use only numbers that appear in the facts, written as they appear there (thousands
   separators are fine). Never compute, round, add up or estimate a number; no other dates.
+- Name what each number is ("6 refunds", "failure rate 16.7%", "11,520.00 USD"). Give every
+  change its sign or a direction word that matches it ("-20.0%", "down 20.0%"); failure-rate
+  changes are in points.
+- Plain text only: no links, no @-mentions, no Markdown, Slack or HTML formatting.
 - You may reword, reorder, merge and soften; stay calm and factual.
 Answer with one JSON object: {"overall": "one or two sentences", "highlights": ["short
 line", ...], "watch": ["what needs attention", ...]}. "watch" may be an empty list."""
+
+
+# What an answer may never contain, checked in this order: it is posted to a channel, where a
+# mention pages people, a link can phish and markup can disguise either.
+REFUSED = (
+    ("ai_refused_mention", re.compile(r"<[!@#]|(?<![\w.])@\w")),
+    ("ai_refused_link", re.compile(
+        r"\b[a-z][a-z0-9+.-]*://|\bwww\.|\bmailto:|<[^<>]*\|[^<>]*>"
+        # Slack links bare domains too.
+        r"|\b[a-z0-9-]+(?:\.[a-z0-9-]+)*\.(?:com|net|org|io|co|ai|app|dev|info|biz|me|us|uk|de"
+        r"|ly|gg|xyz|link|site|online|ru|cn)\b", re.IGNORECASE)),
+    ("ai_refused_markup", re.compile(
+        r"<[^<>]*>|[*`]|(?<!\w)_[^_\n]+_(?!\w)|(?<!\w)~[^~\n]+~(?!\w)|\[[^\]]*\]\(|^\s*[#>]",
+        re.MULTILINE)),
+)  # fmt: skip
+
+
+def refusal(text: str) -> str | None:
+    """Why `text` may not be posted (a mention, a link, markup), or None."""
+    return next((why for why, pattern in REFUSED if pattern.search(text)), None)
 
 
 class SummaryWriter(dg.ConfigurableResource):
@@ -159,10 +186,19 @@ class OpenAISummary(SummaryWriter):
             answer = AIAnswer.model_validate_json(choice.message.content or "")
         except (IndexError, AttributeError, ValidationError):
             return "ai_bad_response"
-        wording = " ".join([answer.overall, *answer.highlights, *answer.watch])
-        invented = unknown_numbers(wording, facts)
-        if invented:
-            log.warning("AI wording discarded: numbers not in the facts: %s", invented[:10])
+        pieces = [answer.overall, *answer.highlights, *answer.watch]
+        refused = next((why for piece in pieces if (why := refusal(piece))), None)
+        if refused:
+            log.warning("AI wording refused: %s", refused)
+            return refused
+        # Each piece on its own: a subject named in one line says nothing of the next.
+        wrong = [m for piece in pieces for m in check(piece, facts)]
+        if wrong:
+            shown = [f"{m.written} ({m.reason})" for m in wrong[:10]]
+            log.warning("AI wording discarded: figures the facts do not state: %s", shown)
+            # An invented figure outranks a right figure worded against its sign.
+            if all(m.reason == "wrong_direction" for m in wrong):
+                return "ai_wrong_direction"
             return "ai_numeric_mismatch"
         return Wording(
             overall=answer.overall.strip(),

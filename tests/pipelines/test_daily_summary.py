@@ -1,5 +1,6 @@
 """The daily summary: facts from the rollups and anomalies, a deterministic text always, AI
-wording through the real openai client only when every number checks out, posted once."""
+wording through the real openai client only when every number checks out, posted once.
+The fact check and the refusals in detail: test_fact_check.py."""
 
 from __future__ import annotations
 
@@ -166,17 +167,29 @@ def completion(content: str) -> dict:
     }  # fmt: skip
 
 
-def answer(overall: str) -> Reply:
+HIGHLIGHTS = ["Revenue was 11,520.00 USD, down 20.0% on its 7-day average.",
+              "Three disputes and 6 refunds came in."]  # fmt: skip
+
+
+def answer(overall: str, highlights: list[str] = HIGHLIGHTS) -> Reply:
     return Reply(200, completion(json.dumps({
         "overall": overall,
-        "highlights": ["Revenue was 11,520.00 USD, down 20.0% on its 7-day average.",
-                       "Three disputes and 6 refunds came in."],
+        "highlights": highlights,
         "watch": ["One high anomaly is still open."],
     })))  # fmt: skip
 
 
 GOOD = "A steady 1,728 payments on 2026-03-09, but 16.7% failed against a 7-day average of 2.8%."
 INVENTED = "About 1,700 payments on 2026-03-09, and 17% failed."
+# The week's revenue fell 20.0% and its refunds rose 500.0%; these say so in other words.
+FAITHFUL = ["Revenue fell 20.0% against the 7-day average, to 11,520.00 USD.",
+            "Refunds rose 500.0% on the previous day; three disputes came in."]  # fmt: skip
+SIGN_FLIPPED = ["Revenue was 11,520.00 USD, up 20.0% on its 7-day average.", *HIGHLIGHTS[1:]]
+HOSTILE = {
+    "ai_refused_mention": f"<!channel> {GOOD}",
+    "ai_refused_link": f"{GOOD} Details: <https://evil.example/login|the dashboard>",
+    "ai_refused_markup": f"*{GOOD}*",
+}
 
 
 def error(status: int, code: str, kind: str) -> Reply:
@@ -191,6 +204,10 @@ class TestAIWording:
             pytest.param([answer(GOOD)], True, None, 1, id="a_good_answer_is_used"),
             pytest.param([answer(INVENTED)], False, "ai_numeric_mismatch", 1,
                          id="an_invented_number_discards_the_answer"),
+            pytest.param([answer(GOOD, FAITHFUL)], True, None, 1,
+                         id="changes_worded_with_their_direction_are_used"),
+            pytest.param([answer(GOOD, SIGN_FLIPPED)], False, "ai_wrong_direction", 1,
+                         id="revenue_fell_but_the_answer_says_up"),
             pytest.param([Reply(200, completion("Here is your summary!"))], False,
                          "ai_bad_response", 1, id="an_answer_that_is_not_the_json_asked_for"),
             pytest.param([error(429, "rate_limit_exceeded", "requests")], False,
@@ -231,6 +248,24 @@ class TestAIWording:
         assert len(slack_server.accepted) == 1 and s["delivered_at"] is not None
         assert "sk-test-key" not in json.dumps(s, default=str)
 
+    @pytest.mark.parametrize(
+        ("overall", "why"),
+        [pytest.param(text, why, id=why) for why, text in HOSTILE.items()],
+    )
+    def test_a_mention_link_or_markup_is_refused_and_never_posted(
+        self, database_url, db, week, slack_server, caplog, overall, why
+    ):
+        with ScriptedServer(answer(overall)) as ai:
+            writer = OpenAISummary(api_key="sk-test-key", base_url=f"{ai.url}/v1")
+            assert summarise(database_url, writer, slack_server.url).success
+
+        s = stored(db)
+        assert (s["used_ai"], s["ai_error"]) == (False, why)
+        assert f"AI wording refused: {why}" in caplog.text
+        assert s["overall"].startswith("1,728 payments")
+        (posted,) = slack_server.accepted
+        assert "<!" not in posted.body.decode() and "evil.example" not in posted.body.decode()
+
     def test_the_ai_is_asked_once_per_day(self, database_url, db, week, slack_server):
         with ScriptedServer(answer(GOOD)) as ai:
             writer = OpenAISummary(api_key="sk-test-key", base_url=f"{ai.url}/v1")
@@ -244,24 +279,6 @@ class TestAIWording:
             pytest.skip("OPENAI_API_KEY is set in this environment")
         summarise(database_url, OpenAISummary(), slack_server.url)
         assert (stored(db)["used_ai"], stored(db)["ai_error"]) == (False, "ai_not_configured")
-
-
-class TestFactCheck:
-    FACTS = {"date": "2026-03-09", "payments": 1234.5, "rate": 12.5, "change": -3.2, "n": 3}
-
-    @pytest.mark.parametrize(
-        ("text", "unknown"),
-        [
-            pytest.param("1,234.50 payments on 2026-03-09", [], id="thousands_and_zeros"),
-            pytest.param("12.5% failed, down 3.2%", [], id="percent_and_sign_are_wording"),
-            pytest.param("three disputes", [], id="number_words_that_are_facts"),
-            pytest.param("four disputes", ["4"], id="number_words_that_are_not"),
-            pytest.param("about 1,200 payments", ["1200"], id="a_rounded_number"),
-            pytest.param("USD12.6 today", ["12.6"], id="digits_glued_to_letters"),
-        ],
-    )
-    def test_numbers_must_come_from_the_facts(self, text, unknown):
-        assert unknown_numbers(text, self.FACTS) == unknown
 
 
 def test_the_schedule_summarises_yesterday_shortly_after_midnight():
