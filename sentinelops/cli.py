@@ -9,7 +9,7 @@ import shutil
 import sys
 
 from sentinelops import db, embedded
-from sentinelops.settings import get_settings
+from sentinelops.settings import InvalidSettings, get_settings
 
 log = logging.getLogger("sentinelops")
 
@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     try:
         sys.exit(args.func(args))
-    except db.DatabaseNotConfigured as exc:
+    except (db.DatabaseNotConfigured, InvalidSettings) as exc:
         print(f"sentinelops: {exc}", file=sys.stderr)
         sys.exit(2)
 

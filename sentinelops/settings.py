@@ -2,16 +2,33 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import re
+from datetime import UTC, date, datetime
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-# Values copied from .env.example must never reach production: refuse them at start-up.
+# Values copied from .env.example must never reach production: refuse them at start-up, in every
+# secret and every URL (a URL can carry a password or a webhook's secret path).
 PLACEHOLDER_MARKERS = ("change_me", "changeme", "replace_me", "xxxxxxxx")
+CHECKED_FOR_PLACEHOLDERS = (
+    "database_url",
+    "stripe_webhook_secrets",
+    "stripe_api_key",
+    "stripe_api_base",
+    "slack_webhook_url",
+    "openai_api_key",
+    "openai_base_url",
+    "api_tokens",
+    "session_key",
+)
+# `alice=so_…`: a name for the token's holder, shown as the actor `api:alice` in anomaly history.
+# A bare token still works. Only a name-shaped prefix followed by a non-empty token counts, so a
+# bare token that happens to hold "=" (base64 padding, "abc==") is not misread as a name.
+TOKEN_NAME = re.compile(r"([A-Za-z][A-Za-z0-9_.-]{0,63})=([^=].*)", re.DOTALL)
 
 
 def _split_csv(value: object) -> list[str]:
@@ -22,18 +39,21 @@ def _split_csv(value: object) -> list[str]:
     return [str(part).strip() for part in value if str(part).strip()]  # type: ignore[attr-defined]
 
 
-def _refuse_placeholders(name: str, secrets: list[SecretStr]) -> list[SecretStr]:
-    for secret in secrets:
-        lowered = secret.get_secret_value().lower()
-        if any(marker in lowered for marker in PLACEHOLDER_MARKERS):
-            raise ValueError(
-                f"{name} still holds the placeholder from .env.example; set a real value"
-            )
-    return secrets
+def _plain(value: object) -> str:
+    return value.get_secret_value() if isinstance(value, SecretStr) else str(value)
+
+
+def split_token(entry: str) -> tuple[str | None, str]:
+    """(name, token) of one SENTINELOPS_API_TOKEN entry; name None for a bare token."""
+    named = TOKEN_NAME.fullmatch(entry)
+    return (named[1], named[2]) if named else (None, entry)
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_file=".env", extra="ignore", validate_default=True)
+    # hide_input_in_errors: a refused setting is named, its value (often a secret) never shown.
+    model_config = SettingsConfigDict(
+        env_file=".env", extra="ignore", validate_default=True, hide_input_in_errors=True
+    )
 
     database_url: str | None = Field(default=None, alias="DATABASE_URL")
     sentinelops_home: Path = Field(default=Path(".sentinelops"), alias="SENTINELOPS_HOME")
@@ -56,10 +76,20 @@ class Settings(BaseSettings):
     openai_base_url: str | None = Field(default=None, alias="OPENAI_BASE_URL")
     openai_model: str = Field(default="gpt-4o-mini", alias="OPENAI_MODEL")
 
+    # Entries as configured, names included (`alice=so_…`); see api_token_entries.
     api_tokens: Annotated[list[SecretStr], NoDecode] = Field(
         default_factory=list, alias="SENTINELOPS_API_TOKEN"
     )
     public_reads: bool = Field(default=False, alias="SENTINELOPS_PUBLIC_READS")
+    # Keys the tags that name unnamed tokens in anomaly history (and, later, console sessions).
+    # Unset: generated into $SENTINELOPS_HOME/session-key (sentinelops/local_secrets.py).
+    session_key: SecretStr | None = Field(default=None, alias="SENTINELOPS_SESSION_KEY")
+    # Largest JSON body any /api/v1 route but the webhook reads (413 above it).
+    api_max_bytes: int = Field(default=64 * 1024, gt=0, alias="SENTINELOPS_API_MAX_BYTES")
+    # Rejected webhook attempts are kept this long (an attacker's flood must not grow forever).
+    rejections_retention_days: int = Field(
+        default=30, ge=1, alias="SENTINELOPS_REJECTIONS_RETENTION_DAYS"
+    )
 
     rules_file: str | None = Field(default=None, alias="SENTINELOPS_RULES_FILE")
     partitions_start: str = Field(default="2026-01-01", alias="SENTINELOPS_PARTITIONS_START")
@@ -69,6 +99,12 @@ class Settings(BaseSettings):
     # false behind a transaction-mode pooler (PgBouncer), which hands each transaction to any
     # server connection: a statement prepared on one is missing on the next.
     db_prepare: bool = Field(default=True, alias="SENTINELOPS_DB_PREPARE")
+    # The API's statements never wait without limit: a backfill holding a row or an advisory
+    # lock makes a PATCH answer 503 with Retry-After after this long, not hang.
+    db_lock_timeout_seconds: float = Field(default=5.0, gt=0, alias="SENTINELOPS_DB_LOCK_TIMEOUT")
+    db_statement_timeout_seconds: float = Field(
+        default=15.0, gt=0, alias="SENTINELOPS_DB_STATEMENT_TIMEOUT"
+    )
 
     @field_validator("stripe_webhook_secrets", mode="before")
     @classmethod
@@ -80,27 +116,51 @@ class Settings(BaseSettings):
     def _parse_api_tokens(cls, value: object) -> list[str]:
         return _split_csv(value)
 
-    @field_validator("stripe_webhook_secrets")
+    @field_validator(*CHECKED_FOR_PLACEHOLDERS)
     @classmethod
-    def _check_webhook_secrets(cls, value: list[SecretStr]) -> list[SecretStr]:
-        return _refuse_placeholders("STRIPE_WEBHOOK_SECRET", value)
+    def _refuse_placeholders(cls, value: object) -> object:
+        values = value if isinstance(value, list) else [] if value is None else [value]
+        for item in values:
+            lowered = _plain(item).lower()
+            if any(marker in lowered for marker in PLACEHOLDER_MARKERS):
+                raise ValueError("still holds the placeholder from .env.example; set a real value")
+        return value
 
     @field_validator("api_tokens")
     @classmethod
-    def _check_api_tokens(cls, value: list[SecretStr]) -> list[SecretStr]:
-        return _refuse_placeholders("SENTINELOPS_API_TOKEN", value)
-
-    @field_validator("stripe_api_key")
-    @classmethod
-    def _check_stripe_api_key(cls, value: SecretStr | None) -> SecretStr | None:
-        return _refuse_placeholders("STRIPE_API_KEY", [value])[0] if value else value
+    def _check_token_names(cls, value: list[SecretStr]) -> list[SecretStr]:
+        names = [split_token(token.get_secret_value())[0] for token in value]
+        repeated = sorted({n for n in names if n is not None and names.count(n) > 1})
+        if repeated:
+            raise ValueError(f"names a token holder twice: {', '.join(repeated)}")
+        return value
 
     @field_validator(
-        "database_url", "openai_base_url", "rules_file", "stripe_api_key", mode="before"
+        "database_url",
+        "openai_base_url",
+        "rules_file",
+        "stripe_api_key",
+        "slack_webhook_url",
+        "openai_api_key",
+        "session_key",
+        mode="before",
     )
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:
         return None if value == "" else value
+
+    @field_validator("partitions_start")
+    @classmethod
+    def _check_partitions_start(cls, value: str) -> str:
+        # Checked here, at start-up: read first when Dagster imports the partitions, a bad value
+        # used to fail late, inside the code location, with a traceback about cron strings.
+        try:
+            valid = len(value) == 10 and date.fromisoformat(value) is not None
+        except ValueError:
+            valid = False
+        if not valid:
+            raise ValueError(f"must be a date like 2026-01-01, not {value!r}")
+        return value
 
     @field_validator("sentinelops_home")
     @classmethod
@@ -117,11 +177,32 @@ class Settings(BaseSettings):
         return [secret.get_secret_value() for secret in self.stripe_webhook_secrets]
 
     @property
+    def api_token_entries(self) -> list[tuple[str | None, str]]:
+        """(holder's name or None, token) for each configured API token."""
+        return [split_token(token.get_secret_value()) for token in self.api_tokens]
+
+    @property
     def api_token_values(self) -> list[str]:
-        return [token.get_secret_value() for token in self.api_tokens]
+        """The tokens alone, names stripped: what a client sends as its bearer token."""
+        return [token for _, token in self.api_token_entries]
+
+
+class InvalidSettings(ValueError):
+    """The environment holds a value SentinelOps refuses; the message names each, not values."""
+
+
+def describe(error: ValidationError) -> str:
+    return "; ".join(
+        f"{'.'.join(str(p) for p in e['loc'])}: {e['msg'].removeprefix('Value error, ')}"
+        for e in error.errors()
+    )
 
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    """Settings from the environment (and `.env`), read once per process."""
-    return Settings()
+    """Settings from the environment (and `.env`), read once per process; every process calls
+    this at start-up, so a refused value stops it there with one clear line."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        raise InvalidSettings(f"invalid settings: {describe(exc)}") from None

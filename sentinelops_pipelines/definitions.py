@@ -26,6 +26,7 @@ from sentinelops_pipelines.checks import (
     one_open_anomaly_per_incident,
     stripe_events_fresh,
 )
+from sentinelops_pipelines.housekeeping import housekeeping_job, housekeeping_schedule
 from sentinelops_pipelines.jobs import rules_job
 from sentinelops_pipelines.resources import PostgresResource, RulesResource
 from sentinelops_pipelines.schedules import rules_schedule
@@ -49,8 +50,13 @@ defs = dg.Definitions(
         evaluation_lag,
         notifications_delivered,
     ],
-    jobs=[rules_job, reconciliation_job, alerts_job, daily_summary_job],
-    schedules=[rules_schedule, reconciliation_schedule, daily_summary_schedule],
+    jobs=[rules_job, reconciliation_job, alerts_job, daily_summary_job, housekeeping_job],
+    schedules=[
+        rules_schedule,
+        reconciliation_schedule,
+        daily_summary_schedule,
+        housekeeping_schedule,
+    ],
     sensors=[
         coverage_sensor,
         evaluation_lag_sensor,

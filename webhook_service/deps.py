@@ -1,29 +1,17 @@
-"""Request dependencies: the pool, the settings, and bearer-token authentication.
+"""Request dependencies: the pool, the settings, and who is calling (webhook_service/auth.py).
 
 All `async def`: FastAPI runs a plain `def` dependency in its thread pool, a hop per request.
 """
 
 from __future__ import annotations
 
-import hmac
 from typing import Annotated
 
 from fastapi import Depends, Request
 from psycopg_pool import AsyncConnectionPool
 
 from sentinelops.settings import Settings
-from webhook_service.errors import SentinelOpsError
-
-
-class Unauthorized(SentinelOpsError):
-    status_code = 401
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message, headers={"WWW-Authenticate": 'Bearer realm="sentinelops"'})
-
-
-class ApiTokenNotConfigured(SentinelOpsError):
-    status_code = 503
+from webhook_service.auth import Authenticator, Caller
 
 
 async def get_settings(request: Request) -> Settings:
@@ -38,29 +26,24 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 PoolDep = Annotated[AsyncConnectionPool, Depends(get_pool)]
 
 
-def _check_token(request: Request, settings: Settings) -> None:
-    tokens = settings.api_token_values
-    if not tokens:
-        # Event payloads carry customer data: no token configured never means open.
-        raise ApiTokenNotConfigured(
-            "SENTINELOPS_API_TOKEN is not set; this endpoint stays closed until it is"
-        )
-    scheme, _, presented = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not presented:
-        raise Unauthorized("a bearer token is required")
-    # Compare against every token, in constant time, so timing reveals neither token nor index.
-    matched = False
-    for token in tokens:
-        matched |= hmac.compare_digest(presented.encode(), token.encode())
-    if not matched:
-        raise Unauthorized("the bearer token is not valid")
+def _authenticator(request: Request) -> Authenticator:
+    return request.app.state.authenticator  # type: ignore[no-any-return]
 
 
-async def require_read(request: Request, settings: SettingsDep) -> None:
-    if settings.public_reads:  # an explicit opt-in; PATCH and the like never take this path
-        return
-    _check_token(request, settings)
+async def require_read(request: Request) -> Caller | None:
+    """The caller, or None for an anonymous read when SENTINELOPS_PUBLIC_READS is on."""
+    authenticator = _authenticator(request)
+    if authenticator.public_reads:  # an explicit opt-in; PATCH and the like never take this path
+        return None
+    return authenticator.authenticate(request.headers.get("authorization"))
 
 
-async def require_write(request: Request, settings: SettingsDep) -> None:
-    _check_token(request, settings)
+async def require_write(request: Request) -> Caller:
+    # Writes were authenticated by RequestGuard before their body was read.
+    caller = getattr(request.state, "caller", None)
+    if caller is None:
+        caller = _authenticator(request).authenticate(request.headers.get("authorization"))
+    return caller  # type: ignore[no-any-return]
+
+
+WriterDep = Annotated[Caller, Depends(require_write)]

@@ -74,7 +74,7 @@ def install_error_handlers(app: FastAPI) -> None:
         if exc.status_code == 400:
             # FastAPI's only plain 400 is a body it could not parse: a validation error here.
             return error_response(422, "ValidationError", f"body: {exc.detail}")
-        names = {404: "NotFound", 405: "MethodNotAllowed"}
+        names = {404: "NotFound", 405: "MethodNotAllowed", 413: "PayloadTooLarge"}
         return error_response(
             exc.status_code,
             names.get(exc.status_code, "HTTPError"),
@@ -85,6 +85,18 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(psycopg.OperationalError)
     @app.exception_handler(PoolTimeout)
     async def _database(request: Request, exc: Exception) -> JSONResponse:
+        if isinstance(exc, psycopg.errors.LockNotAvailable | psycopg.errors.QueryCanceled):
+            # lock_timeout / statement_timeout (main.make_pool): something else, a long
+            # backfill say, holds what this request needs. Say so, and when to come back.
+            log.warning("database busy: %s on %s %s", type(exc).__name__, request.method,
+                        request.url.path)  # fmt: skip
+            return error_response(
+                503,
+                "DatabaseBusy",
+                "the database did not finish this request in time (another job holds what it"
+                " needs); retry later",
+                headers={"Retry-After": "5"},
+            )
         log.warning("database unavailable: %s", type(exc).__name__)
         return error_response(
             503,
@@ -92,3 +104,10 @@ def install_error_handlers(app: FastAPI) -> None:
             "the database is unavailable; retry later",
             headers={"Retry-After": "5"},
         )
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        # Every error keeps the one shape, a bug included. Starlette re-raises the exception to
+        # the server after this answer, and uvicorn logs its traceback; the client sees none.
+        log.error("unexpected %s on %s %s", type(exc).__name__, request.method, request.url.path)
+        return error_response(500, "InternalError", "an unexpected error occurred; it was logged")

@@ -9,13 +9,17 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
+from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
+from sentinelops import local_secrets
 from sentinelops.db import database_url
 from sentinelops.settings import Settings, get_settings
 from webhook_service.anomalies.endpoints import router as anomalies_router
+from webhook_service.auth import Authenticator
 from webhook_service.errors import install_error_handlers
 from webhook_service.events.endpoints import router as events_router
+from webhook_service.guard import RequestGuard
 from webhook_service.health import router as health_router
 from webhook_service.metrics import Metrics
 from webhook_service.stripe_webhooks.endpoints import router as webhook_router
@@ -36,12 +40,27 @@ def make_pool(settings: Settings) -> AsyncConnectionPool:
     }
     if not settings.db_prepare:  # PgBouncer in transaction mode: never prepare a statement
         kwargs["prepare_threshold"] = None
+    timeouts = {
+        "lock_timeout": f"{int(settings.db_lock_timeout_seconds * 1000)}ms",
+        "statement_timeout": f"{int(settings.db_statement_timeout_seconds * 1000)}ms",
+    }
+
+    async def configure(conn: AsyncConnection) -> None:
+        # Set on each new connection, not as a startup `options` parameter: PgBouncer refuses
+        # unknown startup parameters. A statement past either limit fails (errors.py: 503).
+        await conn.execute(
+            "SELECT set_config('lock_timeout', %(lock_timeout)s, false),"
+            " set_config('statement_timeout', %(statement_timeout)s, false)",
+            timeouts,
+        )
+
     return AsyncConnectionPool(
         database_url(settings),
         min_size=min(2, settings.db_pool_max_size),
         max_size=settings.db_pool_max_size,
         timeout=settings.db_timeout_seconds,
         kwargs=kwargs,
+        configure=configure,
         open=False,
     )
 
@@ -80,7 +99,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.metrics = Metrics()
+    authenticator = Authenticator(settings, lambda: local_secrets.session_key(settings))
+    app.state.authenticator = authenticator
     install_error_handlers(app)
+    app.add_middleware(RequestGuard, authenticator=authenticator, max_bytes=settings.api_max_bytes)
     app.include_router(webhook_router, prefix="/api/v1")
     app.include_router(events_router, prefix="/api/v1")
     app.include_router(anomalies_router, prefix="/api/v1")

@@ -7,6 +7,7 @@ import json
 from datetime import datetime
 
 from webhook_service.errors import InvalidCursor
+from webhook_service.schemas import assume_utc
 
 
 def encode_cursor(*key: object) -> str:
@@ -20,9 +21,14 @@ def decode_cursor(cursor: str, kinds: tuple[type, ...]) -> tuple:
         raw = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
         if not isinstance(raw, list) or len(raw) != len(kinds):
             raise ValueError
-        return tuple(
-            datetime.fromisoformat(v) if kind is datetime else kind(v)
+        key = tuple(
+            assume_utc(datetime.fromisoformat(v)) if kind is datetime else kind(v)
             for v, kind in zip(raw, kinds, strict=True)
         )
-    except (ValueError, TypeError, OverflowError):
+        # PostgreSQL text cannot hold NUL: a "\u0000" inside the JSON would fail the query.
+        if any(isinstance(v, str) and "\x00" in v for v in key):
+            raise ValueError
+    # RecursionError: a forged cursor of a few thousand nested brackets.
+    except (ValueError, TypeError, OverflowError, RecursionError):
         raise InvalidCursor("cursor is not one this API issued") from None
+    return key

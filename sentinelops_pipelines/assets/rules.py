@@ -65,13 +65,17 @@ def anomalies(
     announced: list[tuple[int, str]] = []
     with postgres.connect() as conn:
         windows, snapshots = metrics_sql.load_windows_for_evaluation(conn, window.start, window.end)
-        for w in windows:
-            for name, definition in enabled.items():
-                for finding in evaluate(name, definition, w):
-                    outcome = anomaly_sql.record(conn, finding, gap, notify_from, announced)
-                    outcomes[outcome] += 1
-                    if outcome != "unchanged":
-                        by_rule[f"{name}:{outcome}"] += 1
+        findings = [
+            finding
+            for w in windows
+            for name, definition in enabled.items()
+            for finding in evaluate(name, definition, w)
+        ]
+        for finding in anomaly_sql.in_lock_order(findings):
+            outcome = anomaly_sql.record(conn, finding, gap, notify_from, announced)
+            outcomes[outcome] += 1
+            if outcome != "unchanged":
+                by_rule[f"{finding.rule}:{outcome}"] += 1
         late_after = timedelta(minutes=book.found_late_after_minutes)
         announcements = catch_up.announce(conn, announced, notify_from, late_after)
         # Same transaction as the anomalies: a run that dies leaves its windows stale.

@@ -9,6 +9,7 @@ concurrent runs queue instead of racing.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import timedelta
 from typing import Literal
 
@@ -77,6 +78,13 @@ def sample_event_ids(conn: Connection, finding: Finding) -> list[str]:
         },
     ).fetchall()
     return [row[0] for row in rows]
+
+
+def in_lock_order(findings: Iterable[Finding]) -> list[Finding]:
+    """Findings in the order record() must take their incidents' locks: by rule and scope, then
+    window. Two overlapping runs that met incidents in different orders (each run walks its own
+    windows in time) would otherwise each hold one incident's lock and wait for the other's."""
+    return sorted(findings, key=lambda f: (f.rule, f.scope, f.window_start))
 
 
 def record(

@@ -161,3 +161,32 @@ def test_a_run_killed_half_way_then_rerun_leaves_one_anomaly_and_one_alert_per_i
     assert run_range(database_url).success
     # A duplicate anomaly, window or alert left by the killed run fails this.
     expected_incidents(outcome(db))
+
+
+def test_a_run_takes_incident_locks_in_one_order_whatever_order_it_meets_them(database_url, db):
+    # Time order meets the failure spike (01:00) before the dispute (05:00); the fixed order is
+    # by rule. Were a run to hold the spike's lock while it waits for the dispute's, a second
+    # run meeting them the other way round would hold the dispute's and wait for the spike's:
+    # a deadlock, and PostgreSQL would fail one of the two runs.
+    streams.store(database_url, streams.normal_traffic(T0, hours=8))
+    streams.store(database_url, streams.failure_spike(T0 + timedelta(hours=1), minutes=30))
+    streams.store(database_url, streams.dispute(T0 + timedelta(hours=5), "late"))
+    results: list[dg.ExecuteInProcessResult] = []
+    with psycopg.connect(database_url, autocommit=True) as holder:
+        holder.execute("SELECT pg_advisory_lock(hashtextextended('anomaly:dispute_spike:all', 0))")
+        run = threading.Thread(target=lambda: results.append(run_range(database_url)))
+        run.start()
+        try:
+            assert wait_for(lambda: waiting_on_advisory_locks(db) == 1, timeout=25)
+            held_by_run = db.execute(
+                "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid)"
+                " WHERE l.locktype = 'advisory' AND l.granted AND a.pid <> %s"
+                " AND a.datname = current_database()",
+                (holder.info.backend_pid,),
+            ).fetchone()[0]
+        finally:
+            holder.execute("SELECT pg_advisory_unlock_all()")
+            run.join(timeout=25)
+    assert held_by_run == 0  # it waits for the dispute's lock holding no other incident's
+    assert [r.success for r in results] == [True]
+    assert [r[0] for r in outcome(db)["anomalies"]] == ["dispute_spike", "payment_failure_spike"]

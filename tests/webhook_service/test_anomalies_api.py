@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
@@ -258,3 +259,30 @@ class TestAuthentication:
     @pytest.mark.parametrize("path", ["/api/v1/anomalies", "/api/v1/anomalies/1"])
     def test_reads_need_the_token(self, client, path):
         assert client.get(path).status_code == 401
+
+    def test_history_names_who_acted_by_the_name_their_token_carries(
+        self, database_url, tmp_path, db
+    ):
+        anomaly_id = add_anomaly(db)
+        tokens = "alice=so_alice_0123456789,so_unnamed_0123456789"
+        settings = make_settings(database_url, tmp_path, SENTINELOPS_API_TOKEN=tokens)
+
+        def read_history(client: TestClient, anomaly_id: int) -> list[dict]:
+            path = f"/api/v1/anomalies/{anomaly_id}"
+            return client.get(path, headers=auth("so_alice_0123456789")).json()["history"]
+
+        with TestClient(create_app(settings)) as client:
+            assert patch(client, anomaly_id, "acknowledged", headers=auth("so_alice_0123456789"))
+            assert patch(client, anomaly_id, "resolved", headers=auth("so_unnamed_0123456789"))
+            history = read_history(client, anomaly_id)
+        with TestClient(create_app(settings)) as client:  # a restart: same home, same key
+            patch(client, anomaly_id, "open", headers=auth("so_unnamed_0123456789"))
+            again = read_history(client, anomaly_id)
+        alice, unnamed = history[1]["actor"], history[2]["actor"]
+        assert alice == "api:alice"
+        # An unnamed token's tag is keyed by the server: not the token's bare hash (which anyone
+        # could check token guesses against), and the same after a restart.
+        bare_hash = hashlib.sha256(b"so_unnamed_0123456789").hexdigest()
+        assert unnamed.startswith("api:") and unnamed[4:] not in bare_hash
+        assert again[3]["actor"] == unnamed
+        assert (tmp_path / "session-key").stat().st_mode & 0o777 == 0o600

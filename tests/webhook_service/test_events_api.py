@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 
 import pytest
@@ -10,6 +11,7 @@ from fastapi.testclient import TestClient
 from tests.conftest import make_settings
 from tests.support import TOKEN, auth, event_with, signed_headers
 from webhook_service.main import create_app
+from webhook_service.pagination import encode_cursor
 
 WEBHOOK = "/api/v1/webhooks/stripe"
 T0 = 1_780_000_000  # 2026-05-28
@@ -20,8 +22,7 @@ def deliver(client: TestClient, name: str, event_id: str, created: int) -> None:
     assert client.post(WEBHOOK, content=body, headers=signed_headers(body)).status_code == 200
 
 
-@pytest.fixture
-def history(client):
+def deliver_history(client):
     """Twelve events: six created in the same second (ties broken by id), two types."""
     ids = []
     for n in range(12):
@@ -30,6 +31,11 @@ def history(client):
         deliver(client, name, f"evt_test_{n:02d}", created)
         ids.append(f"evt_test_{n:02d}")
     return ids
+
+
+@pytest.fixture
+def history(client):
+    return deliver_history(client)
 
 
 def all_pages(client: TestClient, **params) -> list[dict]:
@@ -59,6 +65,19 @@ class TestListing:
         until = all_pages(client, until="2026-05-28T20:26:41Z")
         assert {i["id"] for i in until} == {f"evt_test_{n:02d}" for n in range(6)}
 
+    def test_a_time_without_a_zone_is_utc_whatever_the_database_session_zone(
+        self, database_url, tmp_path, monkeypatch
+    ):
+        # The API's sessions in New York time: a zone-less `since` must still mean UTC.
+        monkeypatch.setenv("PGTZ", "America/New_York")
+        with TestClient(create_app(make_settings(database_url, tmp_path))) as client:
+            deliver_history(client)
+            naive = all_pages(client, type="charge.failed", since="2026-05-28T20:33:00")
+            zoned = all_pages(client, type="charge.failed", since="2026-05-28T20:33:00Z")
+        assert [i["id"] for i in naive] == [i["id"] for i in zoned] == [
+            "evt_test_11", "evt_test_09", "evt_test_07"
+        ]  # fmt: skip
+
     def test_list_items_carry_the_envelope_not_the_payload(self, client, history):
         item = client.get("/api/v1/events", params={"limit": 1}, headers=auth()).json()["items"][0]
         assert item["source"] == "webhook" and item["deliveries"] == 1
@@ -72,8 +91,18 @@ class TestListing:
             {"cursor": "bm90LW91cnM"},
             {"since": "yesterday"},
             {"type": "charge\x00failed"},
+            {"cursor": encode_cursor("2026-05-28T20:33:00+00:00", "evt_\x00")},
+            {"cursor": base64.urlsafe_b64encode(b"[" * 3000 + b"]" * 3000).decode()},
         ],
-        ids=str,
+        ids=[
+            "limit 0",
+            "limit 501",
+            "not our cursor",
+            "since not a time",
+            "NUL in type",
+            "forged cursor with NUL",
+            "forged cursor nested 3000 deep",
+        ],  # fmt: skip
     )
     def test_bad_query_is_422_with_the_error_shape(self, client, params):
         response = client.get("/api/v1/events", params=params, headers=auth())

@@ -107,6 +107,11 @@ def _header_without_v1(body: bytes) -> dict:
     return {"Stripe-Signature": f"t={int(time.time())},v0=abc"}
 
 
+def _two_timestamps(body: bytes) -> dict:
+    now = int(time.time())
+    return {"Stripe-Signature": f"t={now}," + sign(body, timestamp=now)}
+
+
 REJECTIONS = [
     pytest.param(
         lambda b: {},
@@ -131,6 +136,14 @@ REJECTIONS = [
         400,
         "invalid_signature",
         id="header with no v1 signature",
+    ),
+    pytest.param(
+        _two_timestamps,
+        b"",
+        "malformed_header",
+        400,
+        "invalid_signature",
+        id="two t= values: ours and Stripe's library would read different ones",
     ),
     pytest.param(
         lambda b: signed_headers(b, timestamp=int(time.time()) - 301),
@@ -261,6 +274,18 @@ class TestUnavailable:
         retry = client.post(URL, content=body, headers=signed_headers(body))
         assert retry.json()["stored"] is True
         assert [row[1] for row in stored(db)] == [1]
+
+    def test_read_only_database_answers_503_so_stripe_retries(self, settings, db, monkeypatch):
+        # A server that turned read-only (a replica after a failover) answers every INSERT with
+        # an error that is not a lost connection; the event is not stored all the same.
+        monkeypatch.setenv("PGOPTIONS", "-c default_transaction_read_only=on")
+        body = fixture_bytes("charge.failed.json")
+        with TestClient(create_app(settings)) as client:
+            response = client.post(URL, content=body, headers=signed_headers(body))
+        assert response.status_code == 503
+        assert response.json()["error"] == "DatabaseUnavailable"
+        assert response.headers["retry-after"]
+        assert stored(db) == []
 
     def test_database_down_under_load_every_sender_gets_503_within_5_s(self, tmp_path, db):
         # Group commit must not make a request wait for the writes queued before it: with one

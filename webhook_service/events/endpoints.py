@@ -13,7 +13,7 @@ from webhook_service.errors import NotFound
 from webhook_service.events import repository
 from webhook_service.events.schemas import EventDetail, EventPage, EventSummary
 from webhook_service.pagination import decode_cursor, encode_cursor
-from webhook_service.schemas import NO_NUL, ErrorBody
+from webhook_service.schemas import NO_NUL, ErrorBody, UTCDateTime
 
 router = APIRouter(
     tags=["events"],
@@ -28,11 +28,18 @@ async def list_events(
     type: Annotated[
         str | None, Query(description="Stripe event type, e.g. charge.failed", pattern=NO_NUL)
     ] = None,
-    since: Annotated[datetime | None, Query(description="created at or after (ISO 8601)")] = None,
-    until: Annotated[datetime | None, Query(description="created before (ISO 8601)")] = None,
+    since: Annotated[
+        UTCDateTime | None,
+        Query(description="created at or after (ISO 8601; a time without a zone is UTC)"),
+    ] = None,
+    until: Annotated[
+        UTCDateTime | None,
+        Query(description="created before (ISO 8601; a time without a zone is UTC)"),
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: Annotated[
-        str | None, Query(description="next_cursor of the previous page", pattern=NO_NUL)
+        str | None,
+        Query(description="next_cursor of the previous page", max_length=512, pattern=NO_NUL),
     ] = None,
 ) -> EventPage:
     after = decode_cursor(cursor, (datetime, str)) if cursor else None

@@ -71,10 +71,16 @@ def _parse_header(header: str) -> tuple[int, list[str]]:
         if not sep:
             continue
         if key == "t":
+            if timestamp is not None:
+                # We would read the last t=, Stripe's library the first: the two checks would
+                # judge different timestamps. Stripe sends one.
+                raise WebhookRejected("malformed_header", "Stripe-Signature carries t= twice")
             try:
                 timestamp = int(value)
             except ValueError:
-                timestamp = None
+                raise WebhookRejected(
+                    "malformed_header", "Stripe-Signature t= must be a whole number"
+                ) from None
         elif key == "v1" and value:
             signatures.append(value)
     if timestamp is None or not signatures:

@@ -86,9 +86,11 @@ class EventWriter:
             _settle(batch, failure=_unavailable)
         except psycopg.Error as exc:
             if len(batch) == 1:
-                log.error("webhook %s not stored: %s", batch[0][0].id, exc)
-                error = exc  # `exc` is unbound once the except block ends
-                _settle(batch, failure=lambda: error)
+                # Not a lost connection, but the event is not stored all the same (a read-only
+                # server after a failover, a full disk): 503, so Stripe retries it, not a 500.
+                log.error("webhook %s not stored: %s (%s)", batch[0][0].id,
+                          type(exc).__name__, exc.sqlstate)  # fmt: skip
+                _settle(batch, failure=_unavailable)
                 return
             # One event the database refuses must not fail the others: write each alone.
             for pending in batch:

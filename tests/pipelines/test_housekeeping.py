@@ -1,0 +1,28 @@
+"""Rejected webhook attempts are kept for a while (default 30 days), not forever."""
+
+from __future__ import annotations
+
+from sentinelops_pipelines.housekeeping import housekeeping_job
+from sentinelops_pipelines.resources import PostgresResource
+
+
+def test_rejections_past_their_retention_are_pruned_and_recent_ones_kept(database_url, db):
+    # A flood of 25,000 attempts 40 days ago (several pruning batches), and recent ones.
+    db.execute(
+        "INSERT INTO webhook_rejections (received_at, reason, body_size)"
+        " SELECT now() - interval '40 days' - n * interval '1 second', 'signature_mismatch', 10"
+        "   FROM generate_series(1, 25000) n"
+    )
+    db.execute(
+        "INSERT INTO webhook_rejections (received_at, reason, body_size) VALUES"
+        " (now() - interval '29 days', 'signature_mismatch', 10), (now(), 'malformed_header', 5)"
+    )
+
+    result = housekeeping_job.execute_in_process(
+        resources={"postgres": PostgresResource(database_url=database_url)}
+    )
+
+    assert result.success
+    assert result.output_for_node("prune_webhook_rejections") == 25_000
+    kept = db.execute("SELECT reason FROM webhook_rejections ORDER BY received_at").fetchall()
+    assert kept == [("signature_mismatch",), ("malformed_header",)]
