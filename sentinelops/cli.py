@@ -22,11 +22,12 @@ def cmd_db(args: argparse.Namespace) -> int:
             print("DATABASE_URL is set; the embedded server is not used", file=sys.stderr)
             return 1
         server, _ = embedded.start(home, owner_pid=None)
-        print(server.url())
+        print(server.url() if args.show_password else db.redact_password(server.url()))
     elif args.action == "stop":
         print("stopped" if embedded.stop(home) else "not running")
     elif args.action == "url":
-        print(db.database_url(settings))
+        url = db.database_url(settings)
+        print(url if args.show_password else db.redact_password(url))
     elif args.action == "migrate":
         applied = db.migrate(db.database_url(settings))
         print("\n".join(applied) if applied else "up to date")
@@ -94,6 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     dbp = sub.add_parser("db", help="the embedded PostgreSQL server and migrations")
     dbp.add_argument("action", choices=["start", "stop", "url", "migrate"])
+    dbp.add_argument(
+        "--show-password", action="store_true", help="print the URL with its password, not ***"
+    )
     dbp.set_defaults(func=cmd_db)
 
     api = sub.add_parser("api", help="the HTTP service alone")
@@ -120,7 +124,7 @@ def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     try:
         sys.exit(args.func(args))
-    except (db.DatabaseNotConfigured, InvalidSettings) as exc:
+    except (db.DatabaseNotConfigured, InvalidSettings, embedded.EmbeddedServerError) as exc:
         print(f"sentinelops: {exc}", file=sys.stderr)
         sys.exit(2)
 

@@ -6,7 +6,7 @@ import hashlib
 import logging
 from dataclasses import dataclass
 from importlib import resources
-from urllib.parse import quote, urlencode
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 
 import psycopg
 from psycopg import sql
@@ -19,6 +19,7 @@ log = logging.getLogger(__name__)
 
 # Any constant will do; it only has to be the same in every process that migrates.
 MIGRATION_LOCK_KEY = 0x5E171E1
+REDACTED = "***"
 
 
 class DatabaseNotConfigured(RuntimeError):
@@ -40,6 +41,28 @@ def database_url(settings: Settings) -> str:
             " start one with `uv run sentinelops db start` (or `make run`)"
         )
     return server.url()
+
+
+def redact_password(url: str) -> str:
+    """`url` with its password (embedded server's or DATABASE_URL's) shown as `***`."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("postgresql", "postgres"):  # a `key=value` connection string
+        params = conninfo_to_dict(url)
+        if not params.get("password"):
+            return url
+        return make_conninfo(**{**params, "password": REDACTED})  # type: ignore[arg-type]
+    netloc = parts.netloc
+    userinfo, _, hosts = netloc.rpartition("@")
+    user, _, password = userinfo.partition(":")
+    if password:
+        netloc = f"{user}:{REDACTED}@{hosts}"
+    query = parts.query
+    pairs = parse_qsl(query, keep_blank_values=True)
+    if any(key == "password" for key, _ in pairs):
+        query = urlencode([(k, REDACTED if k == "password" else v) for k, v in pairs], safe="*/")
+    if (netloc, query) == (parts.netloc, parts.query):
+        return url
+    return f"{parts.scheme}://{netloc}{parts.path}" + (f"?{query}" if query else "")
 
 
 def with_database(url: str, dbname: str) -> str:

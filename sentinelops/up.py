@@ -5,7 +5,6 @@ from __future__ import annotations
 import ctypes
 import logging
 import os
-import secrets
 import shutil
 import signal
 import subprocess
@@ -14,13 +13,15 @@ import time
 import urllib.request
 from pathlib import Path
 
-from sentinelops import db, embedded
+from sentinelops import db, embedded, local_secrets
 from sentinelops.settings import Settings
 
 log = logging.getLogger("sentinelops.up")
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 WEBHOOK_PATH = "/api/v1/webhooks/stripe"
 STOP_GRACE_SECONDS = 15
+# The holder's name of the token `up` generates: anomaly history shows its changes as `api:local`.
+GENERATED_HOLDER = "local"
 
 
 class _Stop(Exception):
@@ -33,12 +34,7 @@ def _raise_stop(signum: int, frame: object) -> None:
 
 def _local_secret(path: Path, prefix: str) -> str:
     """A generated secret kept under SENTINELOPS_HOME (0600), reused on the next start."""
-    if path.exists():
-        return path.read_text().strip()
-    value = prefix + secrets.token_urlsafe(32)
-    path.touch(mode=0o600)
-    path.write_text(value + "\n")
-    return value
+    return local_secrets.read_or_create(path, lambda: local_secrets.generate_token(prefix))
 
 
 def _die_with_parent() -> None:
@@ -151,14 +147,20 @@ def run_stack(settings: Settings, api_port: int = 8000, dagster_port: int = 3000
         webhook_secret = ",".join(settings.webhook_secret_values) or _local_secret(
             home / "webhook-secret", "whsec_"
         )
-        api_token = ",".join(settings.api_token_values) or _local_secret(home / "api-token", "so_")
+        if settings.api_tokens:  # as configured, holders' names included
+            api_token = ""
+            api_tokens = ",".join(token.get_secret_value() for token in settings.api_tokens)
+        else:
+            # The file keeps the bare token, what a client sends; the API learns its holder's name.
+            api_token = _local_secret(home / "api-token", "so_")
+            api_tokens = f"{GENERATED_HOLDER}={api_token}"
         env = {
             **os.environ,
             "DATABASE_URL": url,
             "SENTINELOPS_HOME": str(home),
             "DAGSTER_HOME": str(dagster_home),
             "STRIPE_WEBHOOK_SECRET": webhook_secret,
-            "SENTINELOPS_API_TOKEN": api_token,
+            "SENTINELOPS_API_TOKEN": api_tokens,
         }
         bindir = Path(sys.executable).parent
         logdir = home / "logs"

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -28,10 +29,13 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def get(url: str) -> int:
+def get(url: str, token: str | None = None) -> int:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
     try:
-        with urllib.request.urlopen(url, timeout=5) as response:
-            return int(response.status)
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=5) as r:
+            return int(r.status)
+    except urllib.error.HTTPError as error:
+        return int(error.code)
     except OSError:
         return 0
 
@@ -83,7 +87,7 @@ def test_up_serves_api_and_dagster_and_sigterm_stops_everything(database_url, ho
         deadline = time.monotonic() + 120
         for line in proc.stdout:  # type: ignore[union-attr]
             output.append(line)
-            if "SentinelOps is up" in line or time.monotonic() > deadline:
+            if "Ctrl-C stops everything" in line or time.monotonic() > deadline:
                 break
         assert "SentinelOps is up" in "".join(output), "".join(output)
         assert get(f"http://127.0.0.1:{api_port}/api/v1/health") == 200
@@ -91,7 +95,14 @@ def test_up_serves_api_and_dagster_and_sigterm_stops_everything(database_url, ho
         # Generated secrets are kept under SENTINELOPS_HOME for `demo` and the operator.
         assert (home / "webhook-secret").read_text().startswith("whsec_")
         assert (home / "api-token").stat().st_mode & 0o077 == 0
+        # The file and the banner hold the bare token, which the API accepts; the API is told
+        # its holder's name, so anomaly history records `api:local`.
+        token = (home / "api-token").read_text().strip()
+        assert f"Bearer {token}'" in "".join(output)
+        assert get(f"http://127.0.0.1:{api_port}/api/v1/events", token) == 200
         family = psutil.Process(proc.pid).children(recursive=True)
+        api = next(p for p in family if "api" in p.cmdline() and "sentinelops.cli" in p.cmdline())
+        assert api.environ()["SENTINELOPS_API_TOKEN"] == f"local={token}"
         server = None if external else embedded.status(home)
         assert external or server is not None
 
@@ -105,6 +116,10 @@ def test_up_serves_api_and_dagster_and_sigterm_stops_everything(database_url, ho
     if server is not None:
         assert gone(server.pid)
         assert embedded.status(home) is None
+        # The embedded server's password is in no output or log of the stack.
+        password = (home / "postgres-password").read_text().strip()
+        logs = [path.read_text(errors="replace") for path in (home / "logs").iterdir()]
+        assert [text for text in ["".join(output), *logs] if password in text] == []
 
 
 def test_a_server_orphaned_by_a_killed_owner_is_adopted_then_stopped(home):
