@@ -79,7 +79,12 @@ def cmd_seed_demo(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from sentinelops.demo import run_demo
 
-    return run_demo(get_settings(), args.api.rstrip("/"))
+    return run_demo(
+        get_settings(),
+        args.api.rstrip("/"),
+        allow_non_local=args.allow_non_local,
+        verbose=args.verbose,
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -110,8 +115,25 @@ def build_parser() -> argparse.ArgumentParser:
     seed = sub.add_parser("seed-demo", help="deterministic demo anomalies ([demo]), idempotent")
     seed.set_defaults(func=cmd_seed_demo)
 
-    demo = sub.add_parser("demo", help="send signed demo traffic with a failure spike to the API")
-    demo.add_argument("--api", default="http://127.0.0.1:8000")
+    demo = sub.add_parser(
+        "demo",
+        help="send signed demo traffic with a failure spike to the API",
+        description="Send signed, test-mode Stripe events (normal traffic, then a payment"
+        " failure spike) to the running API and have the rules evaluate them. Runs only against"
+        " this machine's own stack unless --allow-non-local is given. Exit status: 0 done,"
+        " 1 failed, 2 refused.",
+    )
+    demo.add_argument("--api", default="http://127.0.0.1:8000", help="the API to send to")
+    demo.add_argument(
+        "--allow-non-local",
+        action="store_true",
+        help="run even if the API or the database is not on this machine, the database holds"
+        " live-mode events, or the secret is STRIPE_WEBHOOK_SECRET rather than the one"
+        " `sentinelops up` generated: the demo's events, anomalies and alerts land there",
+    )
+    demo.add_argument(
+        "-v", "--verbose", action="store_true", help="also show the libraries' logs and warnings"
+    )
     demo.set_defaults(func=cmd_demo)
     return parser
 
