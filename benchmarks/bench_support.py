@@ -28,7 +28,8 @@ import stripe
 from psycopg import sql
 
 from sentinelops import embedded
-from sentinelops.db import migrate, with_database
+from sentinelops.db import migrate
+from sentinelops.postgres import with_database
 from webhook_service.stripe_webhooks.repository import store_events
 from webhook_service.stripe_webhooks.verify import VerifiedEvent, verify
 

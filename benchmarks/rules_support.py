@@ -23,7 +23,8 @@ from bench_support import TICKS, machine_busy
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
-from sentinelops.db import ensure_dagster_database, migrate, with_database
+from sentinelops.db import migrate
+from sentinelops.postgres import ensure_dagster_database, with_database
 from sentinelops_pipelines.storage import metrics as metrics_sql
 
 SCRATCH_DB = "sentinelops_bench_rules"

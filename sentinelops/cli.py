@@ -8,7 +8,7 @@ import os
 import shutil
 import sys
 
-from sentinelops import db, embedded
+from sentinelops import db, embedded, postgres
 from sentinelops.settings import InvalidSettings, get_settings
 
 log = logging.getLogger("sentinelops")
@@ -22,12 +22,12 @@ def cmd_db(args: argparse.Namespace) -> int:
             print("DATABASE_URL is set; the embedded server is not used", file=sys.stderr)
             return 1
         server, _ = embedded.start(home, owner_pid=None)
-        print(server.url() if args.show_password else db.redact_password(server.url()))
+        print(server.url() if args.show_password else postgres.redact_password(server.url()))
     elif args.action == "stop":
         print("stopped" if embedded.stop(home) else "not running")
     elif args.action == "url":
         url = db.database_url(settings)
-        print(url if args.show_password else db.redact_password(url))
+        print(url if args.show_password else postgres.redact_password(url))
     elif args.action == "migrate":
         applied = db.migrate(db.database_url(settings))
         print("\n".join(applied) if applied else "up to date")
@@ -68,7 +68,7 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 
 def cmd_seed_demo(args: argparse.Namespace) -> int:
-    from sentinelops.demo import seed_demo
+    from sentinelops_pipelines.demo import seed_demo
 
     url = db.database_url(get_settings())
     ids = seed_demo(url)
@@ -77,7 +77,7 @@ def cmd_seed_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from sentinelops.demo import run_demo
+    from sentinelops_pipelines.demo import run_demo
 
     return run_demo(
         get_settings(),

@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 
 from psycopg import Connection
 
-from sentinelops.windows import BIN, WINDOW, window_floor
+from sentinelops.windows import BIN, STEP, WINDOW, window_floor
 
 # Past this, the loop is behind: health says degraded, the evaluation_lag check fails.
 LAG_LIMIT = timedelta(minutes=15)
@@ -47,8 +47,7 @@ first AS (
 missing AS (
     SELECT s.window_start
       FROM first,
-           generate_series(first.window_start, %(closed_end)s - interval '5 minutes',
-                           interval '5 minutes') AS s(window_start)
+           generate_series(first.window_start, %(closed_end)s - {STEP}, {STEP}) AS s(window_start)
      WHERE NOT EXISTS (SELECT 1 FROM window_metrics m
                         WHERE m.window_start = s.window_start
                           AND m.evaluated_snapshot IS NOT NULL)
@@ -56,10 +55,10 @@ missing AS (
 -- since: when the window became stale, its close or the arrival of the event it lacks.
 stale AS (
     SELECT window_start, min(since) AS since FROM (
-        SELECT window_start, greatest(window_start + interval '5 minutes', received_at) AS since
+        SELECT window_start, greatest(window_start + {STEP}, received_at) AS since
           FROM unevaluated WHERE window_start < %(closed_end)s
         UNION ALL
-        SELECT window_start, window_start + interval '5 minutes' FROM missing
+        SELECT window_start, window_start + {STEP} FROM missing
     ) AS both_kinds
     GROUP BY window_start
 )

@@ -33,7 +33,7 @@ from urllib.parse import quote
 import psycopg
 from psycopg import sql
 
-from sentinelops import local_secrets
+from sentinelops import local_secrets, postgres
 
 log = logging.getLogger(__name__)
 
@@ -248,7 +248,7 @@ def start(home: Path, owner_pid: int | None = None) -> tuple[RunningServer, bool
                 _write_state(home, port=running.port, owner_pid=owner_pid)
                 server, owns = replace(running, owner_pid=owner_pid), owner_pid is not None
         server = _require_password(home, server)
-    _ensure_app_database(server)
+    postgres.ensure_database(server.url())
     return server, owns
 
 
@@ -372,12 +372,6 @@ def _replace_keeping_owner(path: Path, text: str) -> None:
     except BaseException:
         Path(name).unlink(missing_ok=True)
         raise
-
-
-def _ensure_app_database(server: RunningServer) -> None:
-    from sentinelops.db import ensure_database
-
-    ensure_database(server.url())
 
 
 def stop(home: Path) -> bool:

@@ -6,10 +6,12 @@ import re
 from datetime import UTC, date, datetime
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from sentinelops.severity import Severity
 
 # Values copied from .env.example must never reach production: refuse them at start-up, in every
 # secret and every URL (a URL can carry a password or a webhook's secret path).
@@ -68,9 +70,7 @@ class Settings(BaseSettings):
     stripe_api_base: str = Field(default="https://api.stripe.com", alias="STRIPE_API_BASE")
 
     slack_webhook_url: SecretStr | None = Field(default=None, alias="SLACK_WEBHOOK_URL")
-    alert_min_severity: Literal["low", "medium", "high"] = Field(
-        default="medium", alias="SENTINELOPS_ALERT_MIN_SEVERITY"
-    )
+    alert_min_severity: Severity = Field(default="medium", alias="SENTINELOPS_ALERT_MIN_SEVERITY")
 
     openai_api_key: SecretStr | None = Field(default=None, alias="OPENAI_API_KEY")
     openai_base_url: str | None = Field(default=None, alias="OPENAI_BASE_URL")

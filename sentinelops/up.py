@@ -13,7 +13,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from sentinelops import db, embedded, local_secrets
+from sentinelops import db, embedded, local_secrets, postgres
 from sentinelops.settings import Settings
 
 log = logging.getLogger("sentinelops.up")
@@ -47,7 +47,9 @@ def _die_with_parent() -> None:
 
 
 def _start(name: str, argv: list[str], env: dict[str, str], logdir: Path) -> subprocess.Popen:
-    logfile = open(logdir / f"{name}.log", "ab")  # noqa: SIM115 - closed with the process
+    # Appended to across starts. The child writes through its own copy of the descriptor, closed
+    # when it exits; this handle is never closed explicitly: CPython drops it when _start returns.
+    logfile = open(logdir / f"{name}.log", "ab")  # noqa: SIM115
     # Own process group: Dagster's webserver and daemon start children of their own, and a
     # process group is the one handle that stops all of them.
     proc = subprocess.Popen(
@@ -139,7 +141,7 @@ def run_stack(settings: Settings, api_port: int = 8000, dagster_port: int = 3000
             url = server.url()
         applied = db.migrate(url)
         log.info("migrations: %s", ", ".join(applied) or "up to date")
-        db.ensure_dagster_database(url)
+        postgres.ensure_dagster_database(url)
         dagster_home = home / "dagster"
         dagster_home.mkdir(exist_ok=True)
         shutil.copyfile(PROJECT_ROOT / "dagster.yaml", dagster_home / "dagster.yaml")
@@ -231,6 +233,7 @@ def _banner(
     logdir: Path,
 ) -> None:
     where = "external (DATABASE_URL)" if settings.database_url else "embedded"
+    name = postgres.database_name(url)
     generated_secret = not settings.webhook_secret_values
     generated_token = not settings.api_token_values
     lines = [
@@ -238,7 +241,7 @@ def _banner(
         "SentinelOps is up",
         f"  API        {api_url}   (OpenAPI: {api_url}/docs)",
         f"  Dagster UI http://127.0.0.1:{dagster_port}",
-        f"  Database   {where}, {db.database_name(url)} on the server of `sentinelops db url`",
+        f"  Database   {where}, {name} on the server of `sentinelops db url`",
         f"  Logs       {logdir}",
         f"  Webhook    {api_url}{WEBHOOK_PATH}",
     ]

@@ -4,19 +4,8 @@ from __future__ import annotations
 
 import dagster as dg
 
-from sentinelops_pipelines.alerting import (
-    alerts_after_runs_sensor,
-    alerts_job,
-    daily_summary_job,
-    daily_summary_schedule,
-    pipeline_failure_sensor,
-)
 from sentinelops_pipelines.assets.alerts import slack_notifications
-from sentinelops_pipelines.assets.reconciliation import (
-    reconciliation,
-    reconciliation_job,
-    reconciliation_schedule,
-)
+from sentinelops_pipelines.assets.reconciliation import reconciliation
 from sentinelops_pipelines.assets.reporting import daily_summary
 from sentinelops_pipelines.assets.rules import anomalies, window_metrics
 from sentinelops_pipelines.assets.sources import stripe_events
@@ -26,14 +15,29 @@ from sentinelops_pipelines.checks import (
     one_open_anomaly_per_incident,
     stripe_events_fresh,
 )
-from sentinelops_pipelines.housekeeping import housekeeping_job, housekeeping_schedule
-from sentinelops_pipelines.jobs import rules_job
+from sentinelops_pipelines.jobs import (
+    alerts_job,
+    daily_summary_job,
+    housekeeping_job,
+    reconciliation_job,
+    rules_job,
+)
 from sentinelops_pipelines.resources import PostgresResource, RulesResource
-from sentinelops_pipelines.schedules import rules_schedule
-from sentinelops_pipelines.sensors import coverage_sensor, evaluation_lag_sensor
+from sentinelops_pipelines.schedules import (
+    daily_summary_schedule,
+    housekeeping_schedule,
+    reconciliation_schedule,
+    rules_schedule,
+)
+from sentinelops_pipelines.sensors import (
+    alerts_after_runs_sensor,
+    coverage_sensor,
+    evaluation_lag_sensor,
+    pipeline_failure_sensor,
+)
 from sentinelops_pipelines.slack import SlackResource
 from sentinelops_pipelines.stripe_api import StripeResource
-from sentinelops_pipelines.summary.writers import OpenAISummary
+from sentinelops_pipelines.summary.writers import summary_writer
 
 defs = dg.Definitions(
     assets=[
@@ -68,9 +72,9 @@ defs = dg.Definitions(
         "rules": RulesResource(),
         "stripe": StripeResource(),
         # Both read their secrets from the settings at run time; without OPENAI_API_KEY the
-        # summary writer falls back to the deterministic wording (TemplateSummary's).
+        # summary is worded by the deterministic template (TemplateSummary).
         "slack": SlackResource(),
-        "summary_writer": OpenAISummary(),
+        "summary_writer": summary_writer,
     },
     # Steps run one after another (rollup, then rules); a subprocess per step would add
     # seconds of interpreter start-up to every 5-minute tick.

@@ -19,17 +19,3 @@ def prune_webhook_rejections(context: dg.OpExecutionContext, postgres: PostgresR
     context.log.info("deleted %d webhook rejections older than %d days", deleted, days)
     context.add_output_metadata({"deleted": deleted, "retention_days": days})
     return deleted
-
-
-@dg.job(description="Prune what is kept only for a while (rejected webhook attempts).")
-def housekeeping_job() -> None:
-    prune_webhook_rejections()
-
-
-housekeeping_schedule = dg.ScheduleDefinition(
-    job=housekeeping_job,
-    cron_schedule="17 3 * * *",
-    execution_timezone="UTC",
-    default_status=dg.DefaultScheduleStatus.RUNNING,
-    description="Prune rejected webhook attempts past their retention, daily at 03:17 UTC.",
-)

@@ -14,7 +14,8 @@ from typing import Any
 import dagster as dg
 from dagster_postgres import DagsterPostgresStorage
 
-from sentinelops.db import database_url, ensure_dagster_database
+from sentinelops.db import database_url
+from sentinelops.postgres import ensure_dagster_database
 from sentinelops.settings import get_settings
 
 EVENT_BATCH_SIZE = 500

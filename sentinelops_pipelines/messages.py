@@ -10,6 +10,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from sentinelops.severity import HIGHEST_FIRST
+
 # Evidence that is bookkeeping, not a number an operator acts on.
 HIDDEN = frozenset(
     {"rule_definition", "rule_version", "sample_event_ids", "thresholds", "window_start", "_demo"}
@@ -157,7 +159,7 @@ def catch_up_message(incidents: list[dict]) -> tuple[str, list[dict]]:
     imported history): one message with the counts, not one alert each."""
     by_rule: dict[str, dict[str, int]] = {}
     for a in incidents:
-        counts = by_rule.setdefault(a["rule"], {"high": 0, "medium": 0, "low": 0})
+        counts = by_rule.setdefault(a["rule"], dict.fromkeys(HIGHEST_FIRST, 0))
         counts[a["severity"]] += 1
     oldest = min(a["window_start"] for a in incidents)
     newest = max(a["window_end"] for a in incidents)

@@ -1,17 +1,19 @@
-"""The partitions every SentinelOps asset shares, defined once (UTC)."""
+"""The partitions every SentinelOps asset shares, defined once (UTC); the 5-minute ones are the
+windows of sentinelops/windows.py."""
 
 from __future__ import annotations
 
 import dagster as dg
 
+from sentinelops import windows
 from sentinelops.settings import get_settings
 
 PARTITIONS_START = get_settings().partitions_start
 
 five_minute_partitions = dg.TimeWindowPartitionsDefinition(
-    cron_schedule="*/5 * * * *",
-    start=f"{PARTITIONS_START}-00:00",
-    fmt="%Y-%m-%d-%H:%M",
+    cron_schedule=windows.CRON,
+    start=windows.window_key(get_settings().partitions_start_at),
+    fmt=windows.KEY_FORMAT,
     timezone="UTC",
 )
 

@@ -1,4 +1,6 @@
-"""The coverage sensor: every closed 5-minute window evaluated with all its events.
+"""Sensors, all on by default: coverage, the evaluation lag, alert delivery, failed runs.
+
+The coverage sensor: every closed 5-minute window evaluated with all its events.
 
 `rules_schedule` evaluates each window as it closes. Everything else that leaves a window
 unevaluated or evaluated without some of its events takes this one path: ticks missed while the
@@ -7,21 +9,27 @@ arrive late (Stripe retries for three days), history imported by reconciliation.
 the database which closed windows are stale (sentinelops/coverage.py) and requests one range
 run over the oldest cluster of them, so a day of downtime is caught up in one run, not 288,
 and the schedule's next tick runs beside it.
+
+Delivery runs right after every successful run that may have opened or escalated an anomaly
+(the rules, a backfill, reconciliation), so an alert reaches Slack within a minute of its
+rules run. Failed runs of any job are posted to Slack through the same resource.
 """
 
 from __future__ import annotations
 
 import json
+import time
 from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 
-from sentinelops.windows import WINDOW, window_floor
+from sentinelops.windows import WINDOW, window_floor, window_key
 from sentinelops_pipelines.checks import evaluation_lag_result, scan_coverage
-from sentinelops_pipelines.jobs import rules_job
+from sentinelops_pipelines.jobs import alerts_job, rules_job
+from sentinelops_pipelines.messages import failure_message
 from sentinelops_pipelines.resources import PostgresResource
+from sentinelops_pipelines.slack import SlackResource
 
-KEY_FORMAT = "%Y-%m-%d-%H:%M"
 REASON_TAG = "sentinelops/reason"
 # A just-closed window is the schedule's for this long; the sensor takes it after.
 SCHEDULE_GRACE = timedelta(minutes=2)
@@ -97,7 +105,7 @@ def coverage_sensor(
     running = _coverage_run_in_flight(context.instance, now)
     if running:
         return dg.SensorResult(skip_reason=f"coverage run {running} is still going")
-    first, last = (w.strftime(KEY_FORMAT) for w in planned)
+    first, last = (window_key(w) for w in planned)
     context.log.info(
         "%d stale windows (oldest %s); one run over %s...%s",
         len(state.stale_windows), first, first, last,
@@ -138,3 +146,63 @@ def evaluation_lag_sensor(
     )
     cursor = json.dumps({"passed": lag.passed, "reported_at": now.isoformat()})
     return dg.SensorResult(asset_events=[evaluation], cursor=cursor)
+
+
+FAILURE_ATTEMPTS = 3
+FAILURE_MAX_WAIT = 10.0  # seconds; a sensor tick must stay short
+
+# Materializing only these cannot open an anomaly (the summary posts its own notification).
+OWN_ASSETS = frozenset({dg.AssetKey("slack_notifications"), dg.AssetKey("daily_summary")})
+SAMPLE = 100  # materializations looked at per run; a rules range run lists its rollups first
+
+
+def needs_delivery(instance: dg.DagsterInstance, run_id: str) -> bool:
+    """Whether the run materialized anything that may have queued an alert: judged by what it
+    materialized, not by job names, so backfills and ad-hoc runs count too."""
+    records = instance.get_records_for_run(
+        run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION, limit=SAMPLE
+    ).records
+    keys = {
+        r.event_log_entry.dagster_event.asset_key
+        for r in records
+        if r.event_log_entry.dagster_event is not None
+    }
+    return bool(keys - OWN_ASSETS)
+
+
+@dg.run_status_sensor(
+    run_status=dg.DagsterRunStatus.SUCCESS,
+    request_job=alerts_job,
+    minimum_interval_seconds=10,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Deliver Slack notifications right after each successful rules run.",
+)
+def alerts_after_runs_sensor(context: dg.RunStatusSensorContext) -> dg.RunRequest | dg.SkipReason:
+    run = context.dagster_run
+    if not needs_delivery(context.instance, run.run_id):
+        return dg.SkipReason(f"run {run.run_id} of {run.job_name} cannot have opened an anomaly")
+    return dg.RunRequest(run_key=f"after:{run.run_id}")
+
+
+@dg.run_failure_sensor(
+    minimum_interval_seconds=30,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Post every failed pipeline run to Slack.",
+)
+def pipeline_failure_sensor(context: dg.RunFailureSensorContext, slack: SlackResource) -> None:
+    run = context.dagster_run
+    error = context.failure_event.message or "no error message"
+    text, blocks = failure_message(run.job_name, run.run_id, error)
+    if not slack.configured:
+        context.log.warning("SLACK_WEBHOOK_URL is unset; not posted: %s", text)
+        return
+    # A failure notice has no outbox row (the database may be what failed), so it gets a few
+    # quick attempts here; the run itself stays failed in the Dagster UI either way.
+    for attempt in range(1, FAILURE_ATTEMPTS + 1):
+        result = slack.post(text, blocks)
+        if result.accepted:
+            return
+        if attempt < FAILURE_ATTEMPTS:
+            time.sleep(min(result.retry_after or slack.backoff(attempt), FAILURE_MAX_WAIT))
+    context.log.error("Slack did not accept the failure notice of run %s: %s", run.run_id,
+                      result.error)  # fmt: skip

@@ -1,5 +1,9 @@
 """Real PostgreSQL for every test: the machine's server when DATABASE_URL is set, else the
-project's embedded server. Each session gets a fresh database built from the migrations."""
+project's embedded server. Each session gets a fresh database built from the migrations.
+
+DATABASE_URL is the only thing the suite takes from the machine. Every other SentinelOps, Stripe,
+Slack and OpenAI variable, and ./.env, configures the developer's own stack: the session removes
+them before any test module is imported, so tests see the defaults they build on."""
 
 from __future__ import annotations
 
@@ -17,12 +21,43 @@ from fastapi.testclient import TestClient
 from psycopg import sql
 
 from sentinelops import embedded
-from sentinelops.db import migrate, with_database
-from sentinelops.settings import Settings
+from sentinelops.db import migrate
+from sentinelops.postgres import with_database
+from sentinelops.settings import Settings, get_settings
 from tests.support import SECRET, TOKEN
 from webhook_service.main import create_app
 
 ROOT = Path(__file__).resolve().parents[1]
+# Read by Settings (their aliases) or by the client libraries themselves (OPENAI_ORG_ID, say).
+MACHINE_PREFIXES = ("SENTINELOPS_", "STRIPE_", "SLACK_", "OPENAI_")
+_ISOLATION = pytest.StashKey[pytest.MonkeyPatch]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Make the session immune to the developer's environment and ./.env (see the docstring).
+
+    Runs once the initial conftests are imported and before any test module is: modules that
+    read the settings at import (the partitions' start) read them after this."""
+    if get_settings.cache_info().misses:
+        raise pytest.UsageError(
+            "get_settings() was called before the session cleared the environment (while a"
+            " conftest or plugin was imported): import that module where a test needs it"
+        )
+    isolation = pytest.MonkeyPatch()
+    for name in list(os.environ):
+        # Settings match names in any case; only DATABASE_URL, spelt so, picks the server.
+        if name != "DATABASE_URL" and (
+            name.upper().startswith(MACHINE_PREFIXES) or name.upper() == "DATABASE_URL"
+        ):
+            isolation.delenv(name)
+    isolation.setitem(Settings.model_config, "env_file", None)
+    config.stash[_ISOLATION] = isolation
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if _ISOLATION in config.stash:
+        config.stash[_ISOLATION].undo()
+        get_settings.cache_clear()
 
 
 @pytest.fixture(scope="session")
@@ -32,7 +67,7 @@ def server_url() -> Iterator[str]:
     if external:
         yield with_database(external, "postgres")
         return
-    home = Path(os.environ.get("SENTINELOPS_HOME", ROOT / ".sentinelops")).absolute()
+    home = ROOT / ".sentinelops"
     server, owns = embedded.start(home, owner_pid=os.getpid())
     yield server.url("postgres")
     if owns:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy.engine import make_url
 
-from sentinelops.db import dagster_storage_url
+from sentinelops.postgres import dagster_storage_url
 
 
 @pytest.mark.parametrize(

@@ -19,9 +19,8 @@ import pytest
 import uvicorn
 from psycopg.types.json import Jsonb
 
-from sentinelops import demo_guard
-from sentinelops.demo import run_demo
 from sentinelops.settings import Settings
+from sentinelops_pipelines.demo import guard, run_demo
 from tests.conftest import ROOT, live_server, make_settings
 from tests.support import SECRET, TOKEN
 from webhook_service.main import create_app
@@ -215,7 +214,7 @@ class TestGuard:
         ],
     )
     def test_which_hosts_are_local(self, host, local):
-        assert demo_guard.is_local_host(host) is local
+        assert guard.is_local_host(host) is local
 
     @pytest.mark.parametrize(
         ("url", "hosts"),
@@ -231,14 +230,14 @@ class TestGuard:
         ],
     )
     def test_database_hosts_are_read_as_libpq_reads_them(self, url, hosts):
-        assert demo_guard.database_hosts(url) == hosts
+        assert guard.database_hosts(url) == hosts
 
     def test_a_remote_api_is_refused(self, demo_settings):
-        secret = demo_guard.signing_secret(demo_settings)
+        secret = guard.signing_secret(demo_settings)
         assert secret is not None and secret.generated
         local_db = "postgresql://postgres@127.0.0.1:5432/db"
-        assert demo_guard.refusals("http://127.0.0.1:8000", local_db, secret) == []
-        reasons = demo_guard.refusals("https://sentinelops.example.com", local_db, secret)
+        assert guard.refusals("http://127.0.0.1:8000", local_db, secret) == []
+        reasons = guard.refusals("https://sentinelops.example.com", local_db, secret)
         assert reasons == ["the API (sentinelops.example.com) is not on this machine"]
 
     def test_a_remote_database_is_refused_before_anything_is_sent(

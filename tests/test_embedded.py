@@ -17,7 +17,8 @@ import psycopg
 import pytest
 
 from sentinelops import embedded
-from sentinelops.db import database_url, redact_password
+from sentinelops.db import database_url
+from sentinelops.postgres import redact_password
 from sentinelops.settings import Settings
 
 

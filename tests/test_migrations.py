@@ -9,7 +9,8 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from sentinelops.db import migrate, migrations, with_database
+from sentinelops.db import migrate, migrations
+from sentinelops.postgres import with_database
 
 
 @pytest.fixture

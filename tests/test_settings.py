@@ -25,11 +25,13 @@ PLACEHOLDERS = [
 ]  # fmt: skip
 
 
-def settings_error(env: dict[str, str]) -> str:
-    """What `sentinelops` prints when started with `env`, and its exit status must be 2."""
+def settings_error(env: dict[str, str], cwd: Path) -> str:
+    """What `sentinelops` prints when started with `env` in `cwd` (no `.env` of the developer's);
+    its exit status must be 2."""
     result = subprocess.run(
         [sys.executable, "-m", "sentinelops.cli", "db", "url"],
         env={"PATH": "/usr/bin:/bin", **env},
+        cwd=cwd,
         capture_output=True,
         text=True,
         timeout=60,
@@ -50,12 +52,15 @@ class TestRefused:
         with pytest.raises(ValueError, match="must be a date like 2026-01-01"):
             Settings(_env_file=None, SENTINELOPS_PARTITIONS_START=value)  # type: ignore[call-arg]
 
-    def test_the_command_stops_at_start_with_one_line_that_names_but_never_shows_secrets(self):
+    def test_the_command_stops_at_start_with_one_line_that_names_but_never_shows_secrets(
+        self, tmp_path
+    ):
         stderr = settings_error(
             {
                 "SENTINELOPS_API_TOKEN": "alice=so_first_secret,alice=so_second_secret",
                 "SENTINELOPS_PARTITIONS_START": "2026-1-1",
-            }
+            },
+            tmp_path,
         )
         assert "SENTINELOPS_API_TOKEN: names a token holder twice: alice" in stderr
         assert "SENTINELOPS_PARTITIONS_START: must be a date like 2026-01-01" in stderr

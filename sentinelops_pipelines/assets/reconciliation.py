@@ -123,22 +123,3 @@ def _report_gap(conn: Connection, rules: RulesResource, run_at: datetime) -> tup
     if anomaly_id is not None and outcome in ("extended", "escalated"):
         recon_sql.sum_incident(conn, anomaly_id)
     return anomaly_id, f"{gap.missing} missing: anomaly {outcome}"
-
-
-reconciliation_job = dg.define_asset_job(
-    "reconciliation_job",
-    selection=dg.AssetSelection.groups("reconciliation"),
-    description="List Stripe's Events API, store what the webhook missed, raise webhook gaps.",
-    # A run queue can hold every reconciliation run, scheduled or launched by hand, to one.
-    tags={"sentinelops/job": "reconciliation"},
-)
-
-# Off the top of the hour, when Stripe traffic and other schedules peak.
-reconciliation_schedule = dg.ScheduleDefinition(
-    name="reconciliation_schedule",
-    job=reconciliation_job,
-    cron_schedule="23 * * * *",
-    execution_timezone="UTC",
-    default_status=dg.DefaultScheduleStatus.RUNNING,
-    description="Reconcile with Stripe's Events API every hour.",
-)

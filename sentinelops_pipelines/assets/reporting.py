@@ -43,7 +43,7 @@ def _reuse(stored: dict | None, facts: dict) -> template.Wording | None:
 def daily_summary(
     context: dg.AssetExecutionContext,
     postgres: PostgresResource,
-    summary_writer: SummaryWriter,
+    summary_writer: dg.ResourceParam[SummaryWriter],
     slack: SlackResource,
 ) -> dg.MaterializeResult:
     """The day's operations summary (payments, failure rate, revenue, refunds, disputes,

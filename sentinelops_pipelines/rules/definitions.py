@@ -10,12 +10,13 @@ import hashlib
 import json
 import tomllib
 from importlib import resources
+from itertools import pairwise
 from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from sentinelops_pipelines.rules.model import Severity
+from sentinelops.severity import HIGHEST_FIRST, LOWEST, LOWEST_FIRST, Severity, rank
 
 COUNTABLE = (
     "refunds",
@@ -55,14 +56,15 @@ class Factors(BaseModel):
 
     @model_validator(mode="after")
     def _ordered(self) -> Factors:
-        if not self.low <= self.medium <= self.high:
-            raise ValueError("factors must rise: low <= medium <= high")
+        factors = [getattr(self, name) for name in LOWEST_FIRST]
+        if not all(a <= b for a, b in pairwise(factors)):
+            raise ValueError(f"factors must rise: {' <= '.join(LOWEST_FIRST)}")
         return self
 
     def severity(self, ratio: float) -> Severity | None:
-        for name in ("high", "medium", "low"):
+        for name in HIGHEST_FIRST:
             if ratio >= getattr(self, name):
-                return name  # type: ignore[return-value]
+                return name
         return None
 
 
@@ -110,8 +112,8 @@ class SilenceRule(_Rule):
 
     @model_validator(mode="after")
     def _has_low(self) -> SilenceRule:
-        if "low" not in self.min_expected:
-            raise ValueError("min_expected needs at least a 'low' threshold")
+        if LOWEST not in self.min_expected:
+            raise ValueError(f"min_expected needs at least a {LOWEST!r} threshold")
         return self
 
 
@@ -127,9 +129,9 @@ class GapRule(_Rule):
 
     @model_validator(mode="after")
     def _ordered(self) -> GapRule:
-        counts = [self.severity_at[s] for s in ("low", "medium", "high") if s in self.severity_at]
+        counts = [self.severity_at[s] for s in LOWEST_FIRST if s in self.severity_at]
         if counts != sorted(counts):
-            raise ValueError("severity_at must rise: low <= medium <= high")
+            raise ValueError(f"severity_at must rise: {' <= '.join(LOWEST_FIRST)}")
         return self
 
     def severity(self, missing: int) -> Severity | None:
@@ -137,7 +139,7 @@ class GapRule(_Rule):
         if missing < self.min_missing:
             return None
         reached = [s for s, at in self.severity_at.items() if missing >= at]
-        return max(reached, key=("low", "medium", "high").index, default="low")
+        return max(reached, key=rank, default=LOWEST)
 
 
 RuleDefinition = Annotated[

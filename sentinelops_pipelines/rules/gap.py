@@ -10,9 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sentinelops.windows import window_floor
+from sentinelops.windows import WINDOW, window_floor
 from sentinelops_pipelines.rules.definitions import GapRule
-from sentinelops_pipelines.rules.model import WINDOW, Finding
+from sentinelops_pipelines.rules.model import Finding
 
 
 @dataclass(frozen=True)

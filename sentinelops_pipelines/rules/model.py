@@ -5,18 +5,13 @@ Pure data: no Dagster, no SQL. The repository builds `Window`s from the rollup t
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
+from sentinelops.severity import Severity
 from sentinelops.windows import WINDOW
-
-Severity = Literal["low", "medium", "high"]
-SEVERITY_RANK: dict[str, int] = {"low": 1, "medium": 2, "high": 3}
-
-
-def higher(a: str, b: str) -> str:
-    return a if SEVERITY_RANK[a] >= SEVERITY_RANK[b] else b
 
 
 @dataclass(frozen=True)
@@ -29,6 +24,15 @@ class Baseline:
 
     def expected(self, minutes: int) -> float:
         return self.per_window * minutes / 5
+
+
+@dataclass(frozen=True)
+class History:
+    """Sums of the metrics over earlier windows, the ground a baseline stands on."""
+
+    source: Literal["same_hour_of_week", "30_day_average"]
+    totals: dict[str, int]
+    windows: int
 
 
 @dataclass(frozen=True)
@@ -63,17 +67,33 @@ class Window:
     def value(self, metric: str, minutes: int = 5) -> int:
         return (self.last_30m if minutes == 30 else self.current).get(metric, 0)
 
+    def history(
+        self,
+        min_same_hour_windows: int | None,
+        min_30d_windows: int | None,
+        min_totals: Mapping[str, int] | None = None,
+    ) -> History | None:
+        """The same hour of week when it has at least its minimum of windows (None: never) and
+        `min_totals`, else the 30 days on the same terms, else None."""
+        for history, minimum in (
+            (History("same_hour_of_week", self.same_hour, self.windows_same_hour),
+             min_same_hour_windows),
+            (History("30_day_average", self.history_30d, self.windows_30d), min_30d_windows),
+        ):  # fmt: skip
+            if minimum is None or history.windows < minimum:
+                continue
+            if all(history.totals.get(m, 0) >= n for m, n in (min_totals or {}).items()):
+                return history
+        return None
+
     def baseline(self, metric: str, min_same_hour_windows: int, min_30d_windows: int) -> Baseline:
         """Same hour of week when enough weeks exist, else the 30-day average, else none."""
-        if self.windows_same_hour >= min_same_hour_windows > 0:
-            total = self.same_hour.get(metric, 0)
-            return Baseline(
-                total / self.windows_same_hour, "same_hour_of_week", self.windows_same_hour
-            )
-        if self.windows_30d >= min_30d_windows > 0:
-            total = self.history_30d.get(metric, 0)
-            return Baseline(total / self.windows_30d, "30_day_average", self.windows_30d)
-        return Baseline(0.0, "none", max(self.windows_30d, self.windows_same_hour))
+        # A minimum of 0 windows turns that history off.
+        history = self.history(min_same_hour_windows or None, min_30d_windows or None)
+        if history is None:
+            return Baseline(0.0, "none", max(self.windows_30d, self.windows_same_hour))
+        per_window = history.totals.get(metric, 0) / history.windows
+        return Baseline(per_window, history.source, history.windows)
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,9 @@ from typing import Literal
 from psycopg import Connection
 from psycopg.types.json import Jsonb
 
-from sentinelops_pipelines.rules.model import SEVERITY_RANK, WINDOW, Finding, higher
+from sentinelops.severity import higher, rank
+from sentinelops.windows import WINDOW
+from sentinelops_pipelines.rules.model import Finding
 from sentinelops_pipelines.storage import notifications
 
 Outcome = Literal["opened", "extended", "escalated", "unchanged"]
@@ -122,7 +124,7 @@ def record(
         evidence["sample_event_ids"] = sample_event_ids(conn, finding)
     if seen is not None:
         anomaly_id, window_severity = seen
-        if SEVERITY_RANK[finding.severity] <= SEVERITY_RANK[window_severity]:
+        if rank(finding.severity) <= rank(window_severity):
             return "unchanged"
         # A late event made an evaluated window worse: keep the worse verdict.
         conn.execute(
@@ -133,7 +135,7 @@ def record(
         current = conn.execute(
             "SELECT severity FROM anomalies WHERE id = %s FOR UPDATE", (anomaly_id,)
         ).fetchone()[0]  # type: ignore[index]
-        if SEVERITY_RANK[finding.severity] <= SEVERITY_RANK[current]:
+        if rank(finding.severity) <= rank(current):
             return "unchanged"
         outcome = _extend(conn, anomaly_id, current, finding, evidence, start, end)
         if outcome == "escalated":
@@ -171,7 +173,7 @@ def record(
 
 def _extend(conn: Connection, anomaly_id: int, severity: str, finding: Finding,
             evidence: dict, start: object, end: object) -> Outcome:  # fmt: skip
-    escalated = SEVERITY_RANK[finding.severity] > SEVERITY_RANK[severity]
+    escalated = rank(finding.severity) > rank(severity)
     conn.execute(
         EXTEND_ANOMALY,
         {"id": anomaly_id, "start": start, "end": end, "escalated": escalated,

@@ -12,7 +12,7 @@ from datetime import datetime
 from psycopg import Connection, sql
 from psycopg.rows import dict_row
 
-from sentinelops.windows import BIN
+from sentinelops.windows import BIN, STEP
 from sentinelops_pipelines.rules.model import AmountWindow, Window
 
 METRICS = (
@@ -46,8 +46,8 @@ ev AS (
 ROLL_UP_METRICS = f"""
 WITH {EVENTS_IN_RANGE},
 windows AS (
-    SELECT generate_series(%(start)s::timestamptz, %(end)s::timestamptz - interval '5 minutes',
-                           interval '5 minutes') AS window_start
+    SELECT generate_series(%(start)s::timestamptz, %(end)s::timestamptz - {STEP}, {STEP})
+               AS window_start
 ),
 by_created AS (
     SELECT window_start,
@@ -148,7 +148,7 @@ rolled AS (
     WINDOW m30 AS (ORDER BY window_start
                    RANGE BETWEEN interval '25 minutes' PRECEDING AND CURRENT ROW),
            d30 AS (ORDER BY window_start
-                   RANGE BETWEEN interval '30 days' PRECEDING AND interval '5 minutes' PRECEDING)
+                   RANGE BETWEEN interval '30 days' PRECEDING AND {step} PRECEDING)
 ),
 hourly AS (
     SELECT date_trunc('hour', window_start) AS hour, count(*) AS n, {hourly}
@@ -167,6 +167,7 @@ SELECT r.*, coalesce(s.windows_same_hour, 0) AS windows_same_hour, {how_cols}
  WHERE r.window_start >= %(start)s
  ORDER BY r.window_start
 """).format(
+    step=sql.SQL(STEP),
     current=_columns("{m}"),
     sum_30m=_columns("sum({m}) OVER m30 AS {m}_30m"),
     sum_30d=_columns("coalesce(sum({m}) OVER d30, 0) AS {m}_30d"),
@@ -175,7 +176,7 @@ SELECT r.*, coalesce(s.windows_same_hour, 0) AS windows_same_hour, {how_cols}
     how_cols=_columns("coalesce(s.{m}_how, 0) AS {m}_how"),
 )
 
-AMOUNTS = """
+AMOUNTS = f"""
 WITH span AS (
     SELECT * FROM window_amounts
      WHERE window_start >= %(start)s::timestamptz - interval '30 days' AND window_start < %(end)s
@@ -188,7 +189,7 @@ rolled AS (
            count(*) OVER d30 AS history_windows
       FROM span
     WINDOW d30 AS (PARTITION BY currency ORDER BY window_start
-                   RANGE BETWEEN interval '30 days' PRECEDING AND interval '5 minutes' PRECEDING)
+                   RANGE BETWEEN interval '30 days' PRECEDING AND {STEP} PRECEDING)
 )
 SELECT * FROM rolled WHERE window_start >= %(start)s
 """

@@ -23,11 +23,10 @@ NOT_CONFIGURED = "slack_not_configured"
 # `opened` and `escalated`, every escalation and the openings at or above the minimum severity,
 # never a demo anomaly. Alerts (ENQUEUE_ANOMALIES) and catch-up messages (catch_up.py) share it.
 ANNOUNCEABLE = """
-coalesce(evidence->>'_demo', 'false') <> 'true'
+NOT is_demo(evidence)
 AND (id = ANY(%(escalated)s)
      OR (id = ANY(%(opened)s)
-         AND array_position(ARRAY['low', 'medium', 'high'], severity)
-             >= array_position(ARRAY['low', 'medium', 'high'], %(min_severity)s::text)))
+         AND severity_rank(severity) >= severity_rank(%(min_severity)s::text)))
 """
 
 # The unique key makes re-runs no-ops.
@@ -63,7 +62,7 @@ RETURNING n.id, n.kind, n.severity, n.anomaly_id, n.summary_date, n.attempts, n.
 
 ANOMALY = """
 SELECT id, rule, scope, severity AS current_severity, status, title, window_start, window_end,
-       evidence, coalesce(evidence->>'_demo', 'false') = 'true' AS demo
+       evidence, is_demo(evidence) AS demo
   FROM anomalies WHERE id = %(id)s
 """
 

@@ -2,27 +2,22 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from typing import Any
 
 from psycopg import Connection
-from psycopg.types.json import Jsonb
 
+from sentinelops.event_rows import INSERT_EVENTS, events_param
 from sentinelops_pipelines.rules.gap import Gap, gap_title
 
-# One statement per page. Stored exactly like a webhook event, but deliveries = 0: the webhook
-# never delivered it, and its ON CONFLICT counts the first real delivery as 1 and keeps the
-# source. Existing rows are left untouched, so an event the webhook stored is never missing.
-# Events created before `history_before` (first run only) are history, not missed: they are
-# stored but not entered in reconciled_events, so no gap counts them.
-STORE_PAGE = """
-WITH stored AS (
-    INSERT INTO stripe_events
-           (id, type, created, livemode, api_version, account, payload, source, deliveries)
-    SELECT ev->>'id', ev->>'type', to_timestamp((ev->>'created')::bigint),
-           (ev->>'livemode')::boolean, ev->>'api_version', ev->>'account', ev,
-           'reconciliation', 0
-      FROM jsonb_array_elements(%(page)s) AS ev
+# One statement per page. Stored exactly like a webhook event (sentinelops/event_rows.py), but
+# deliveries = 0: the webhook never delivered it, and its ON CONFLICT counts the first real
+# delivery as 1 and keeps the source. Existing rows are left untouched, so an event the webhook
+# stored is never missing. Events created before `history_before` (first run only) are history,
+# not missed: they are stored but not entered in reconciled_events, so no gap counts them.
+STORE_PAGE = f"""
+WITH stored AS ({INSERT_EVENTS}
     ON CONFLICT (id) DO NOTHING
     RETURNING id, created
 ),
@@ -106,7 +101,8 @@ def store_page(
     conn: Connection, events: list[dict[str, Any]], history_before: datetime | None
 ) -> tuple[int, int]:
     """Insert the page's events the database lacks: (missed by the webhook, older history)."""
-    params = {"page": Jsonb(events), "history_before": history_before}
+    page = events_param((0, json.dumps(event)) for event in events)
+    params = {"events": page, "source": "reconciliation", "history_before": history_before}
     missed, history = conn.execute(STORE_PAGE, params).fetchone()  # type: ignore[misc]
     return missed, history
 

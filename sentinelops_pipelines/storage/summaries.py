@@ -35,7 +35,7 @@ SELECT {DAY} AS day, currency, sum(amount_sum) AS amount
 
 # An anomaly belongs to the day its incident started in (event time, so a backfill tells the
 # same story); it is still open at the end of the day unless it was resolved by then.
-NOT_DEMO = "coalesce(evidence->>'_demo', 'false') <> 'true'"
+NOT_DEMO = "NOT is_demo(evidence)"  # migration 0007
 STILL_OPEN = "(status <> 'resolved' OR resolved_at >= %(until)s)"
 ANOMALIES = f"""
 SELECT severity,

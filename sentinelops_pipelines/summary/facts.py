@@ -12,13 +12,13 @@ from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sentinelops_pipelines.rules.engine import ZERO_DECIMAL
+from sentinelops.money import major_units
+from sentinelops.severity import HIGHEST_FIRST
 
 AVERAGE_DAYS = 7
 WINDOWS_PER_DAY = 288
 MAX_CURRENCIES = 10
 MAX_RULES = 10
-SEVERITIES = ("high", "medium", "low")
 LEVELS = ("day", "previous_day", "average_7d")
 # Counted things that are no metric: reportable only next to their word ("288 windows").
 CONTEXT_UNITS = {
@@ -55,11 +55,6 @@ def _compare(value: float, previous: float | None, average: float | None) -> dic
 
 def _rate(failed: float, attempts: float) -> float | None:
     return round(failed / attempts * 100, 1) if attempts else None
-
-
-def major_units(amount: float, currency: str) -> float:
-    """Stripe amounts are in the smallest unit; the facts speak in the currency's unit."""
-    return round(amount if currency.lower() in ZERO_DECIMAL else amount / 100, 2)
 
 
 def build(
@@ -151,7 +146,7 @@ def _revenue(
 def _anomalies(by_severity: dict[str, dict[str, int]], open_by_rule: dict[str, int]) -> dict:
     counts: dict[str, Any] = {}
     for kind in ("opened", "still_open", "resolved"):
-        per = {s: int(by_severity.get(s, {}).get(kind, 0)) for s in SEVERITIES}
+        per = {s: int(by_severity.get(s, {}).get(kind, 0)) for s in HIGHEST_FIRST}
         counts[kind] = {**per, "total": sum(per.values())}
     ranked = sorted(open_by_rule.items(), key=lambda item: (-item[1], item[0]))[:MAX_RULES]
     counts["still_open_by_rule"] = dict(ranked)

@@ -9,7 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from sentinelops_pipelines.rules.engine import ZERO_DECIMAL
+from sentinelops.money import format_major
+from sentinelops.severity import HIGHEST_FIRST
 
 # A metric is worth watching when it moved this much against its 7-day average.
 RATE_POINTS = 2.0  # failure rate up by at least this many percentage points
@@ -39,12 +40,6 @@ def num(value: float) -> str:
     return f"{value:,}" if isinstance(value, int) else f"{value:,.1f}"
 
 
-def money(value: float, currency: str) -> str:
-    """As the facts hold it: whole units of JPY and the like, cents of the rest."""
-    decimals = 0 if float(value).is_integer() and currency.lower() in ZERO_DECIMAL else 2
-    return f"{value:,.{decimals}f} {currency}"
-
-
 def _vs(entry: dict[str, Any], show: Any, unit: str = "%") -> str:
     parts = []
     for base, change, label in (
@@ -70,7 +65,7 @@ def compose(facts: dict[str, Any]) -> Wording:
         overall = f"No rolled-up traffic for {day}: the rules have not run over this day yet."
     else:
         failed = f", {rate['day']:.1f}% failed" if rate["day"] is not None else ""
-        top = [money(r["day"], r["currency"]) for r in facts["revenue"][:3] if r["day"]]
+        top = [format_major(r["day"], r["currency"]) for r in facts["revenue"][:3] if r["day"]]
         revenue = f"; revenue {', '.join(top)}" if top else ""
         overall = (
             f"{_plural(m['payments']['day'], 'payment', 'payments')} on {day}{failed}{revenue};"
@@ -83,10 +78,8 @@ def compose(facts: dict[str, Any]) -> Wording:
             f"Failure rate: {rate['day']:.1f}%{_vs(rate, lambda v: f'{v:.1f}%', 'pt')}"
         )
     for r in facts["revenue"]:
-        currency = r["currency"]
-        highlights.append(
-            f"Revenue: {money(r['day'], currency)}{_vs(r, lambda v, c=currency: money(v, c))}"
-        )
+        currency, amount = r["currency"], format_major(r["day"], r["currency"])
+        highlights.append(f"Revenue: {amount}{_vs(r, lambda v, c=currency: format_major(v, c))}")
     for name in ("refunds", "disputes", "subscriptions_started", "subscriptions_cancelled"):
         highlights.append(f"{LABELS[name]}: {num(m[name]['day'])}{_vs(m[name], num)}")
     highlights.append(
@@ -97,13 +90,13 @@ def compose(facts: dict[str, Any]) -> Wording:
 
 
 def _by_severity(counts: dict[str, int]) -> str:
-    return ", ".join(f"{counts[s]} {s}" for s in ("high", "medium", "low"))
+    return ", ".join(f"{counts[s]} {s}" for s in HIGHEST_FIRST)
 
 
 def _watch(facts: dict[str, Any]) -> list[str]:
     m, a = facts["metrics"], facts["anomalies"]
     watch = []
-    for severity in ("high", "medium", "low"):
+    for severity in HIGHEST_FIRST:
         count = a["still_open"][severity]
         if count:
             watch.append(f"{_plural(count, severity + ' anomaly', severity + ' anomalies')}"

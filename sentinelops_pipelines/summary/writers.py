@@ -20,7 +20,7 @@ import dagster as dg
 import openai
 from pydantic import BaseModel, Field, ValidationError
 
-from sentinelops.settings import get_settings
+from sentinelops.settings import Settings, get_settings
 from sentinelops_pipelines.summary.numbers import check
 from sentinelops_pipelines.summary.template import Wording
 
@@ -118,30 +118,23 @@ def _code(exc: openai.APIStatusError) -> str | None:
 
 
 class OpenAISummary(SummaryWriter):
-    """Wording by an OpenAI chat model, fact-checked. Unset fields: OPENAI_API_KEY,
-    OPENAI_BASE_URL and OPENAI_MODEL, read at run time; no key, the deterministic wording."""
+    """Wording by an OpenAI chat model, fact-checked against the facts."""
 
-    api_key: str | None = None
+    api_key: str
+    model: str
     base_url: str | None = None
-    model: str | None = None
     timeout_seconds: float = 30.0
     max_retries: int = Field(default=2, ge=0, le=2)
     retry_backoff_seconds: float = 2.0
 
     def write(self, facts: dict[str, Any], draft: Wording) -> Wording:
-        settings = get_settings()
-        key = self.api_key or (
-            settings.openai_api_key.get_secret_value() if settings.openai_api_key else None
-        )
-        model = self.model or settings.openai_model
-        if not key:
-            return replace(draft, used_ai=False, ai_error="ai_not_configured", model=None)
+        model = self.model
         facts_json = json.dumps(facts, sort_keys=True)
         if len(facts_json) > MAX_INPUT_CHARS:
             return replace(draft, used_ai=False, ai_error="ai_failed", model=model)
         client = openai.OpenAI(
-            api_key=key,
-            base_url=self.base_url or settings.openai_base_url,
+            api_key=self.api_key,
+            base_url=self.base_url,
             timeout=self.timeout_seconds,
             max_retries=0,  # retries are counted here, so "at most two" holds
         )
@@ -208,3 +201,21 @@ class OpenAISummary(SummaryWriter):
             ai_error=None,
             model=response.model or model,
         )
+
+
+def writer_for(settings: Settings) -> SummaryWriter:
+    """The writer the settings ask for: OpenAI's with OPENAI_API_KEY, else the template's."""
+    if settings.openai_api_key is None:
+        return TemplateSummary()
+    return OpenAISummary(
+        api_key=settings.openai_api_key.get_secret_value(),
+        base_url=settings.openai_base_url,
+        model=settings.openai_model,
+    )
+
+
+@dg.resource(description="Words the daily summary: OpenAI's model when OPENAI_API_KEY is set.")
+def summary_writer(_: dg.InitResourceContext) -> SummaryWriter:
+    # Chosen when each run starts, from the environment it runs in; the key never enters the
+    # run's stored configuration (a function resource's value is not configuration).
+    return writer_for(get_settings())

@@ -12,7 +12,7 @@ import dagster as dg
 import psycopg
 import pytest
 
-from sentinelops.db import ensure_dagster_database
+from sentinelops.postgres import ensure_dagster_database
 from sentinelops.windows import window_floor
 from sentinelops_pipelines.delivery import deliver
 from sentinelops_pipelines.slack import SlackResource

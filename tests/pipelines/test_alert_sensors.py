@@ -6,10 +6,10 @@ from __future__ import annotations
 import dagster as dg
 import pytest
 
-from sentinelops_pipelines.alerting import alerts_after_runs_sensor, pipeline_failure_sensor
 from sentinelops_pipelines.assets.alerts import slack_notifications
 from sentinelops_pipelines.assets.rules import anomalies, window_metrics
 from sentinelops_pipelines.resources import PostgresResource, RulesResource
+from sentinelops_pipelines.sensors import alerts_after_runs_sensor, pipeline_failure_sensor
 from sentinelops_pipelines.slack import SlackResource
 from tests.local_http import Reply, ScriptedServer
 

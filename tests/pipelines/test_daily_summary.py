@@ -10,13 +10,18 @@ from datetime import UTC, date, datetime, time, timedelta
 import dagster as dg
 import pytest
 
-from sentinelops.settings import get_settings
+from sentinelops.settings import Settings
 from sentinelops_pipelines.assets.alerts import slack_notifications
 from sentinelops_pipelines.assets.reporting import daily_summary
 from sentinelops_pipelines.resources import PostgresResource
 from sentinelops_pipelines.slack import SlackResource
 from sentinelops_pipelines.summary.numbers import unknown_numbers
-from sentinelops_pipelines.summary.writers import OpenAISummary, SummaryWriter, TemplateSummary
+from sentinelops_pipelines.summary.writers import (
+    OpenAISummary,
+    SummaryWriter,
+    TemplateSummary,
+    writer_for,
+)
 from tests.local_http import Reply, ScriptedServer
 
 DAY = date(2026, 3, 9)
@@ -256,7 +261,7 @@ class TestAIWording:
         self, database_url, db, week, slack_server, caplog, overall, why
     ):
         with ScriptedServer(answer(overall)) as ai:
-            writer = OpenAISummary(api_key="sk-test-key", base_url=f"{ai.url}/v1")
+            writer = OpenAISummary(api_key="sk-test-key", base_url=f"{ai.url}/v1", model="gpt-test")
             assert summarise(database_url, writer, slack_server.url).success
 
         s = stored(db)
@@ -268,17 +273,25 @@ class TestAIWording:
 
     def test_the_ai_is_asked_once_per_day(self, database_url, db, week, slack_server):
         with ScriptedServer(answer(GOOD)) as ai:
-            writer = OpenAISummary(api_key="sk-test-key", base_url=f"{ai.url}/v1")
+            writer = OpenAISummary(api_key="sk-test-key", base_url=f"{ai.url}/v1", model="gpt-test")
             for _ in range(2):
                 summarise(database_url, writer, slack_server.url)
         assert len(ai.received) == 1
         assert stored(db)["used_ai"] is True and len(slack_server.received) == 1
 
     def test_without_a_key_the_deterministic_summary_ships(self, database_url, db, slack_server):
-        if get_settings().openai_api_key:
-            pytest.skip("OPENAI_API_KEY is set in this environment")
-        summarise(database_url, OpenAISummary(), slack_server.url)
+        writer = writer_for(Settings(_env_file=None, OPENAI_API_KEY=""))  # type: ignore[call-arg]
+        summarise(database_url, writer, slack_server.url)
         assert (stored(db)["used_ai"], stored(db)["ai_error"]) == (False, "ai_not_configured")
+
+    def test_with_a_key_the_model_and_base_url_come_from_the_settings(self):
+        settings = Settings(_env_file=None, OPENAI_API_KEY="sk-live-abc", OPENAI_MODEL="gpt-x",
+                            OPENAI_BASE_URL="http://127.0.0.1:9/v1")  # type: ignore[call-arg]  # fmt: skip
+        writer = writer_for(settings)
+        assert isinstance(writer, OpenAISummary)
+        assert (writer.api_key, writer.model, writer.base_url) == (
+            "sk-live-abc", "gpt-x", "http://127.0.0.1:9/v1"
+        )  # fmt: skip
 
 
 def test_the_schedule_summarises_yesterday_shortly_after_midnight():

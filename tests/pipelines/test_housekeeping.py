@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sentinelops_pipelines.housekeeping import housekeeping_job
+from sentinelops_pipelines.jobs import housekeeping_job
 from sentinelops_pipelines.resources import PostgresResource
 
 

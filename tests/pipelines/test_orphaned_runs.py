@@ -16,7 +16,7 @@ import pytest
 from dagster._core.instance.config import dagster_instance_config
 from psycopg import sql
 
-from sentinelops.db import ensure_dagster_database, with_database
+from sentinelops.postgres import ensure_dagster_database, with_database
 from sentinelops_pipelines.orphans import fail_orphaned_runs
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -122,6 +122,30 @@ class TestReconciliation:
                                     reverse=True)[2:9:3]
         ]  # fmt: skip
 
+    def test_an_envelope_field_that_is_no_string_is_stored_as_null_as_the_webhook_does(
+        self, database_url, db, client
+    ):
+        # Stripe sends strings there; anything else must not land as the text of an object or a
+        # number, and an event listed must make the same row as the same event delivered.
+        at = T + timedelta(minutes=40)
+        connect, odd, delivered = (streams.refund(at, n)[0] for n in ("conn", "odd", "hook"))
+        connect["account"] = "acct_1Abc"
+        for event in (odd, delivered):
+            event.update(api_version={"pinned": "2024-06-20"}, account=42)
+        body = json.dumps(delivered).encode()
+        response = client.post("/api/v1/webhooks/stripe", content=body,
+                               headers=signed_headers(body))  # fmt: skip
+        assert response.status_code == 200
+        with EventsAPI(events=[connect, odd, delivered]).serve() as url:
+            assert reconcile(database_url, url).success
+
+        rows = db.execute("SELECT id, source, api_version, account FROM stripe_events").fetchall()
+        assert set(rows) == {
+            (connect["id"], "reconciliation", connect["api_version"], "acct_1Abc"),
+            (odd["id"], "reconciliation", None, None),
+            (delivered["id"], "webhook", None, None),
+        }
+
     def test_rate_limits_are_waited_out_and_server_errors_retried(self, database_url, db, api):
         api.fail(RATE_LIMITED, at=[1])
         api.fail(SERVER_ERROR, at=[3])

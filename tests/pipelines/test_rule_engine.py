@@ -54,6 +54,41 @@ def test_payment_failure_spike(w, expected):
     assert severity("payment_failure_spike", w) == expected
 
 
+def with_baselines(same_hour=(0, 0), windows_same_hour=0, history=(0, 0), windows=0) -> Window:
+    """A failure spike over 30 and 5 minutes, with (attempts, failed) of each history."""
+    spike = {"payment_attempts": 60, "payments_failed": 30}
+    return window(
+        now={"payment_attempts": 15, "payments_failed": 10}, last_30m=spike,
+        same_hour=dict(zip(spike, same_hour, strict=True)), windows_same_hour=windows_same_hour,
+        history=dict(zip(spike, history, strict=True)), windows_30d=windows,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("w", "baseline"),
+    [
+        pytest.param(with_baselines((400, 40), 36, (2000, 100), 8640),
+                     {"rate": 0.1, "source": "same_hour_of_week"},
+                     id="the same hour of week first, when four weeks hold enough attempts"),
+        pytest.param(with_baselines((100, 40), 36, (2000, 100), 8640),
+                     {"rate": 0.05, "source": "30_day_average"},
+                     id="too few attempts at this hour: the 30 days"),
+        pytest.param(with_baselines((400, 40), 12, (2000, 100), 8640),
+                     {"rate": 0.05, "source": "30_day_average"},
+                     id="too few weeks of this hour: the 30 days"),
+        pytest.param(with_baselines(history=(300, 30), windows=100),
+                     {"rate": 0.1, "source": "30_day_average"},
+                     id="a rate rests on attempts: a young account's 30 days count"),
+        pytest.param(with_baselines(history=(150, 60), windows=8640),
+                     {"rate": 0.05, "source": "default"},
+                     id="too few attempts anywhere: the default rate"),
+    ],
+)  # fmt: skip
+def test_payment_failure_baseline(w, baseline):
+    (finding,) = evaluate("payment_failure_spike", BOOK.rules["payment_failure_spike"], w)
+    assert finding.evidence["baseline"] == baseline
+
+
 def counts(metric, n, history=0, windows=0, same_hour=0, windows_same_hour=0):
     return window(
         last_30m={metric: n}, history={metric: history}, windows_30d=windows,

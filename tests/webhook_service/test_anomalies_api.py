@@ -12,7 +12,7 @@ import pytest
 from fastapi.testclient import TestClient
 from psycopg.types.json import Jsonb
 
-from sentinelops.demo import seed_demo
+from sentinelops_pipelines.demo import seed_demo
 from tests.conftest import live_server, make_settings
 from tests.support import TOKEN, auth
 from webhook_service.main import create_app

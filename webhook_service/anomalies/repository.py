@@ -11,7 +11,7 @@ COLUMNS = sql.SQL(
     "id, rule, scope, severity, status, title, window_start, window_end, detected_at,"
     " updated_at, acknowledged_at, resolved_at, found_late, evidence"
 )
-RANK = sql.SQL("CASE severity WHEN 'high' THEN 3 WHEN 'medium' THEN 2 ELSE 1 END")
+RANK = sql.SQL("severity_rank(severity)")
 
 # Each sort is a key (ordered by, and compared as a row for keyset paging) and a direction.
 SORTS: dict[str, tuple[list[sql.Composable], str]] = {
@@ -31,7 +31,7 @@ async def list_anomalies(
         sql.SQL("(%(status)s::text IS NULL OR status = %(status)s)"),
         sql.SQL("(%(severity)s::text IS NULL OR severity = %(severity)s)"),
         sql.SQL("(%(rule)s::text IS NULL OR rule = %(rule)s)"),
-        sql.SQL("(%(demo_only)s IS NOT TRUE OR evidence->>'_demo' = 'true')"),
+        sql.SQL("(%(demo_only)s IS NOT TRUE OR is_demo(evidence))"),
     ]
     params = dict(filters)
     if after is not None:

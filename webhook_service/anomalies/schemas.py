@@ -5,10 +5,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from sentinelops.severity import Severity
 from webhook_service.anomalies.lifecycle import Status
 from webhook_service.schemas import NO_NUL, UTCModel
 
-Severity = Literal["low", "medium", "high"]
 Sort = Literal["severity_desc", "detected_desc", "detected_asc"]
 
 

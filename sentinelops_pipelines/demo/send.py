@@ -14,7 +14,7 @@ from importlib import metadata
 import httpx
 import stripe
 
-from sentinelops.demo_output import DemoError, describe_answer
+from sentinelops_pipelines.demo.output import DemoError, describe_answer
 
 WEBHOOK_PATH = "/api/v1/webhooks/stripe"
 CONCURRENCY = 8

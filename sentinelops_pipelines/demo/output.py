@@ -61,6 +61,12 @@ class Progress:
         self._drawn = True
 
 
+def first_line(value: object) -> str:
+    """An error in one line: its message's first, or its type's name when it says nothing."""
+    text = str(value).strip()
+    return text.splitlines()[0] if text else type(value).__name__
+
+
 def describe_answer(response: httpx.Response) -> str:
     """`503 WebhookNotConfigured: why`, from the API's {"error", "detail"} body, or the status
     and the start of whatever else answered (a proxy's HTML page, another service)."""

@@ -1,0 +1,30 @@
+"""How the rules speak of the rollup metrics: the Stripe event types behind each (a finding's
+sample events) and the words a title uses for it."""
+
+from __future__ import annotations
+
+FAILURE_TYPES = ("charge.failed", "payment_intent.payment_failed")
+PAYMENT_TYPES = (*FAILURE_TYPES, "charge.succeeded", "payment_intent.succeeded")
+METRIC_TYPES = {
+    "refunds": ("charge.refunded", "refund.created"),
+    "disputes": ("charge.dispute.created",),
+    "subscriptions_cancelled": ("customer.subscription.deleted",),
+    "subscriptions_created": ("customer.subscription.created",),
+    "invoice_payments_failed": ("invoice.payment_failed",),
+    "payments_failed": FAILURE_TYPES,
+    "payment_attempts": PAYMENT_TYPES,
+}
+LABELS = {
+    "refunds": "refunds",
+    "disputes": "disputes",
+    "subscriptions_cancelled": "cancellations",
+    "invoice_payments_failed": "failed invoice payments",
+    "subscriptions_created": "new subscriptions",
+    "payments_failed": "failed payments",
+    "payment_attempts": "payment attempts",
+    "events": "events",
+}
+
+
+def percent(share: float) -> str:
+    return f"{share * 100:.0f}%"
