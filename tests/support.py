@@ -7,6 +7,7 @@ import os
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import stripe
 
@@ -39,6 +40,16 @@ def signed_headers(body: bytes, secret: str = SECRET, timestamp: int | None = No
 
 def auth(token: str = TOKEN) -> dict:
     return {"Authorization": f"Bearer {token}"}
+
+
+def error_of(response: Any) -> tuple[int, str]:
+    """(status, error name) of an error answer, once its body is checked to be the contract's
+    one shape: exactly {"error": Name, "detail": message}, both non-empty strings."""
+    body = response.json()
+    assert set(body) == {"error", "detail"}, body
+    assert isinstance(body["error"], str) and body["error"], body
+    assert isinstance(body["detail"], str) and body["detail"], body
+    return response.status_code, body["error"]
 
 
 def event_with(name: str, **changes: object) -> bytes:

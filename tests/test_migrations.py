@@ -1,9 +1,14 @@
-"""Migrations build the schema from an empty database, once, even when two processes race."""
+"""Migrations build the schema from an empty database, once, even when two processes race; each
+leaves the tables, keys and constraints the code and its users rely on; applying them again
+changes nothing."""
 
 from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
 
 import psycopg
 import pytest
@@ -12,53 +17,314 @@ from psycopg import sql
 from sentinelops.db import migrate, migrations
 from sentinelops.postgres import with_database
 
+# The catalog as PostgreSQL renders it: every column (type, NOT NULL, default), constraint,
+# index and function the migrations left behind.
+CATALOG = {
+    "columns": """
+        SELECT c.relname, a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull,
+               pg_get_expr(d.adbin, d.adrelid)
+          FROM pg_attribute a
+          JOIN pg_class c ON c.oid = a.attrelid
+          LEFT JOIN pg_attrdef d ON (d.adrelid, d.adnum) = (a.attrelid, a.attnum)
+         WHERE c.relnamespace = 'public'::regnamespace AND c.relkind = 'r'
+           AND a.attnum > 0 AND NOT a.attisdropped""",
+    "constraints": """
+        SELECT conrelid::regclass::text, conname, pg_get_constraintdef(oid)
+          FROM pg_constraint WHERE connamespace = 'public'::regnamespace""",
+    "indexes": """
+        SELECT tablename, indexname, indexdef FROM pg_indexes WHERE schemaname = 'public'""",
+    "functions": """
+        SELECT proname, pg_get_function_identity_arguments(oid), prosrc
+          FROM pg_proc WHERE pronamespace = 'public'::regnamespace""",
+}
 
-@pytest.fixture
-def empty_database(server_url):
-    name = f"sentinelops_migrations_{os.getpid()}"
+
+@dataclass(frozen=True)
+class Schema:
+    """The catalog's rows, by CATALOG's keys."""
+
+    rows: dict[str, frozenset[tuple]]
+
+    @classmethod
+    def read(cls, url: str) -> Schema:
+        with psycopg.connect(url) as conn:
+            return cls({k: frozenset(conn.execute(q).fetchall()) for k, q in CATALOG.items()})
+
+    def index(self, name: str) -> str:
+        (text,) = [text for _, n, text in self.rows["indexes"] if n == name]
+        return text
+
+
+@dataclass(frozen=True)
+class Raced:
+    url: str
+    results: list[list[str]]
+
+
+@pytest.fixture(scope="module")
+def raced(server_url: str) -> Iterator[Raced]:
+    """An empty database that two processes migrated at the same moment."""
+    name = f"sentinelops_migrations_raced_{os.getpid()}"
     with psycopg.connect(server_url, autocommit=True) as admin:
         admin.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
         admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    yield with_database(server_url, name)
-    with psycopg.connect(server_url, autocommit=True) as admin:
-        admin.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
-
-
-def test_two_concurrent_migrations_apply_everything_exactly_once(empty_database):
+    url = with_database(server_url, name)
     results: list[list[str]] = []
-    threads = [
-        threading.Thread(target=lambda: results.append(migrate(empty_database))) for _ in range(2)
-    ]
+    threads = [threading.Thread(target=lambda: results.append(migrate(url))) for _ in range(2)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
+    yield Raced(url, results)
+    with psycopg.connect(server_url, autocommit=True) as admin:
+        admin.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
 
+
+@pytest.fixture(scope="module")
+def schema(raced: Raced) -> Schema:
+    return Schema.read(raced.url)
+
+
+def test_two_concurrent_migrations_apply_everything_exactly_once(raced):
     every = [m.name for m in migrations()]
-    assert sorted(results, key=len) == [[], every]
-    assert migrate(empty_database) == []
-    with psycopg.connect(empty_database) as conn:
-        tables = {
-            r[0]
-            for r in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
-        }
-        indexes = {
-            r[0]
-            for r in conn.execute("SELECT indexname FROM pg_indexes WHERE schemaname = 'public'")
-        }
-        recorded = conn.execute("SELECT count(*) FROM schema_migrations").fetchone()[0]
-    assert {"stripe_events", "webhook_rejections", "schema_migrations"} <= tables
-    assert {
-        "stripe_events_created_idx",
-        "stripe_events_received_at_idx",
-        "webhook_rejections_received_at_idx",
-    } <= indexes
-    assert recorded == len(every)
+    assert sorted(raced.results, key=len) == [[], every]
+    with psycopg.connect(raced.url) as conn:
+        recorded = conn.execute("SELECT name FROM schema_migrations ORDER BY version").fetchall()
+    assert [name for (name,) in recorded] == every
 
 
-def test_an_edited_landed_migration_is_refused(empty_database):
-    migrate(empty_database)
-    with psycopg.connect(empty_database) as conn:
-        conn.execute("UPDATE schema_migrations SET checksum = 'edited' WHERE version = 1")
-    with pytest.raises(RuntimeError, match="changed after it was applied"):
-        migrate(empty_database)
+def test_applying_them_again_changes_nothing(raced, schema):
+    with psycopg.connect(raced.url) as conn:
+        before = conn.execute("SELECT * FROM schema_migrations ORDER BY version").fetchall()
+        coverage = conn.execute("SELECT scanned_xid FROM coverage_state").fetchall()
+
+    assert migrate(raced.url) == []
+
+    assert Schema.read(raced.url) == schema
+    with psycopg.connect(raced.url) as conn:
+        assert conn.execute("SELECT * FROM schema_migrations ORDER BY version").fetchall() == before
+        assert conn.execute("SELECT scanned_xid FROM coverage_state").fetchall() == coverage
+
+
+def test_an_edited_landed_migration_is_refused(raced):
+    edit = "UPDATE schema_migrations SET checksum = %s WHERE version = 1"
+    with psycopg.connect(raced.url, autocommit=True) as conn:
+        (landed,) = conn.execute(
+            "SELECT checksum FROM schema_migrations WHERE version = 1"
+        ).fetchone()
+        conn.execute(edit, ("edited",))
+        try:
+            with pytest.raises(RuntimeError, match="changed after it was applied"):
+                migrate(raced.url)
+        finally:
+            conn.execute(edit, (landed,))  # as it landed, for the tests that follow
+
+
+def test_every_migration_has_its_schema_test():
+    tested = {int(name.split("_")[1]) for name in dir(TestEachMigrationLeaves)
+              if name.startswith("test_")}  # fmt: skip
+    assert {m.version for m in migrations()} == tested
+
+
+@pytest.fixture
+def scratch(raced: Raced) -> Iterator[psycopg.Connection]:
+    """A connection to the migrated database in one transaction, rolled back at the end."""
+    with psycopg.connect(raced.url) as conn, conn.transaction(force_rollback=True):
+        yield conn
+
+
+def refusal(conn: psycopg.Connection, query: str, params: tuple = ()) -> str | None:
+    """The integrity error PostgreSQL refuses the statement with, None if it is accepted."""
+    try:
+        with conn.transaction():  # a savepoint: a refusal leaves the connection usable
+            conn.execute(query, params)
+    except psycopg.errors.IntegrityError as exc:
+        return type(exc).__name__
+    return None
+
+
+EVENT = (
+    "INSERT INTO stripe_events (id, type, created, livemode, payload)"
+    " VALUES (%s, 'charge.failed', now(), false, '{}')"
+)
+ANOMALY = (
+    "INSERT INTO anomalies (rule, severity, status, title, window_start, window_end, evidence)"
+    " VALUES ('refund_spike', %s, %s, 'Refunds 9x usual', now(), now() + %s, '{}')"
+)
+FIVE_MINUTES = timedelta(minutes=5)
+
+
+def add_anomaly(conn: psycopg.Connection) -> int:
+    return conn.execute(ANOMALY + " RETURNING id", ("high", "open", FIVE_MINUTES)).fetchone()[0]
+
+
+class TestEachMigrationLeaves:
+    """What each migration adds and the code or its users rely on, named test_<version>_…: the
+    keys that make re-runs no-ops, the checks that keep bad rows out, the indexes queries use.
+    Constraints are shown by what they refuse, so a later migration may rewrite one freely."""
+
+    def test_0001_each_stripe_event_once_and_every_rejection(self, scratch, schema):
+        assert refusal(scratch, EVENT, ("evt_1",)) is None
+        assert refusal(scratch, EVENT, ("evt_1",)) == "UniqueViolation"
+        assert refusal(scratch, EVENT, ("ch_1",)) == "CheckViolation"  # not an event id
+        stored = scratch.execute(
+            "SELECT source, deliveries, received_at = now() FROM stripe_events"
+        ).fetchall()
+        assert stored == [("webhook", 1, True)]
+        assert refusal(scratch, "UPDATE stripe_events SET source = 'csv'") == "CheckViolation"
+        assert "(created, id)" in schema.index("stripe_events_created_idx")
+        assert "(type, created, id)" in schema.index("stripe_events_type_created_idx")
+        assert "(received_at)" in schema.index("stripe_events_received_at_idx")
+
+        rejection = (
+            "INSERT INTO webhook_rejections (reason, body_size, excerpt) VALUES (%s, 10, %s)"
+        )
+        assert refusal(scratch, rejection, ("signature_mismatch", "x" * 256)) is None
+        assert refusal(scratch, rejection, ("too_large", None)) is None
+        assert refusal(scratch, rejection, ("bored", None)) == "CheckViolation"
+        assert refusal(scratch, rejection, ("malformed_json", "x" * 257)) == "CheckViolation"
+        assert "(received_at)" in schema.index("webhook_rejections_received_at_idx")
+
+    def test_0002_rollups_and_one_anomaly_per_incident(self, scratch, schema):
+        window = "INSERT INTO window_metrics (window_start, payments_failed) VALUES (%s, 3)"
+        start = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
+        assert refusal(scratch, window, (start,)) is None
+        assert refusal(scratch, window, (start,)) == "UniqueViolation"  # one row per window
+        amounts = (
+            "INSERT INTO window_amounts (currency, window_start, payments, amount_sum,"
+            " amount_max, max_event_id, log_amount_sum) VALUES ('eur', %s, 1, 5, 5, 'evt_1', 1)"
+        )
+        assert refusal(scratch, amounts, (start,)) is None
+        assert refusal(scratch, amounts, (start,)) == "UniqueViolation"
+
+        assert refusal(scratch, ANOMALY, ("high", "open", FIVE_MINUTES)) is None
+        assert refusal(scratch, ANOMALY, ("critical", "open", FIVE_MINUTES)) == "CheckViolation"
+        assert refusal(scratch, ANOMALY, ("high", "snoozed", FIVE_MINUTES)) == "CheckViolation"
+        assert refusal(scratch, ANOMALY, ("high", "open", timedelta())) == "CheckViolation"
+        anomaly_id = add_anomaly(scratch)
+        assert scratch.execute(
+            "SELECT status, detected_at = now() FROM anomalies WHERE id = %s", (anomaly_id,)
+        ).fetchone() == ("open", True)
+
+        breach = (  # the key that makes re-evaluating a window a no-op
+            "INSERT INTO anomaly_windows (rule, scope, window_start, anomaly_id, severity,"
+            " evidence) VALUES ('refund_spike', 'all', %s, %s, 'high', '{}')"
+        )
+        assert refusal(scratch, breach, (start, anomaly_id)) is None
+        assert refusal(scratch, breach, (start, anomaly_id)) == "UniqueViolation"
+        history = (
+            "INSERT INTO anomaly_history (anomaly_id, from_status, to_status, actor, note)"
+            " VALUES (%s, NULL, 'open', 'rules', NULL)"
+        )
+        assert refusal(scratch, history, (anomaly_id,)) is None
+        assert refusal(scratch, history, (anomaly_id + 1000,)) == "ForeignKeyViolation"
+        scratch.execute("DELETE FROM anomalies WHERE id = %s", (anomaly_id,))
+        assert scratch.execute(  # an anomaly's windows and history go with it
+            "SELECT (SELECT count(*) FROM anomaly_windows), (SELECT count(*) FROM anomaly_history)"
+        ).fetchone() == (0, 0)
+        assert "WHERE (status <> 'resolved'::text)" in schema.index("anomalies_incident_idx")
+        assert "(detected_at, id)" in schema.index("anomalies_detected_idx")
+
+    def test_0003_one_notification_per_anomaly_change_and_one_summary_per_day(self, scratch):
+        summary = (
+            "INSERT INTO daily_summaries (date, facts, overall, highlights, watch, text)"
+            " VALUES ('2026-03-09', '{}', 'A calm day.', %s, '[]', 'text')"
+        )
+        assert refusal(scratch, summary, ('"not a list"',)) == "CheckViolation"
+        assert refusal(scratch, summary, ('["1,728 payments"]',)) is None
+        assert refusal(scratch, summary, ("[]",)) == "UniqueViolation"  # one per day
+
+        anomaly_id = add_anomaly(scratch)
+        opened = "INSERT INTO notifications (kind, anomaly_id, severity) VALUES (%s, %s, 'high')"
+        assert refusal(scratch, opened, ("opened", anomaly_id)) is None
+        assert refusal(scratch, opened, ("opened", anomaly_id)) == "UniqueViolation"
+        assert refusal(scratch, opened, ("escalated", anomaly_id)) is None
+        day = (
+            "INSERT INTO notifications (kind, summary_date) VALUES ('daily_summary', '2026-03-09')"
+        )
+        assert refusal(scratch, day) is None
+        assert refusal(scratch, day) == "UniqueViolation"
+        assert scratch.execute(
+            "SELECT DISTINCT channel, status, attempts FROM notifications"
+        ).fetchall() == [("slack", "pending", 0)]
+        sent_unstamped = "UPDATE notifications SET status = 'sent'"
+        assert refusal(scratch, sent_unstamped) == "CheckViolation"
+
+    def test_0004_a_reconciliation_watermark_and_the_events_it_stored(self, scratch, schema):
+        watermark = (
+            "INSERT INTO reconciliation_state (listed_until, last_run_at) VALUES (now(), now())"
+        )
+        assert refusal(scratch, watermark) is None
+        assert refusal(scratch, watermark) == "UniqueViolation"  # one row
+        found = "INSERT INTO reconciled_events (event_id) VALUES (%s)"
+        assert refusal(scratch, found, ("evt_never_stored",)) == "ForeignKeyViolation"
+        scratch.execute(EVENT, ("evt_missed",))
+        assert refusal(scratch, found, ("evt_missed",)) is None
+        assert "WHERE (reported_at IS NULL)" in schema.index("reconciled_events_unreported_idx")
+
+    def test_0005_coverage_found_late_and_failed_notifications(self, scratch, schema):
+        scratch.execute(EVENT, ("evt_1",))
+        assert scratch.execute(  # the storing transaction, as the coverage scan reads it
+            "SELECT ingest_xid = pg_current_xact_id()::text::bigint FROM stripe_events"
+        ).fetchone() == (True,)
+        assert "USING brin (ingest_xid)" in schema.index("stripe_events_ingest_xid_idx")
+        assert scratch.execute(
+            "SELECT snapshot_covers(pg_current_snapshot(), NULL),"
+            "       snapshot_covers(pg_current_snapshot(), pg_current_snapshot())"
+        ).fetchone() == (True, True)
+        scratch.execute(
+            "INSERT INTO window_metrics (window_start, rolled_snapshot) VALUES"
+            " (now(), pg_current_snapshot())"
+        )
+        assert scratch.execute("SELECT scanned_xid FROM coverage_state").fetchall() == [(0,)]
+        assert refusal(scratch, "INSERT INTO coverage_state (scanned_xid) VALUES (1)") == (
+            "UniqueViolation"
+        )
+
+        anomaly_id = add_anomaly(scratch)
+        assert scratch.execute(
+            "SELECT found_late FROM anomalies WHERE id = %s", (anomaly_id,)
+        ).fetchone() == (False,)
+        catch_up = (
+            "INSERT INTO notifications (kind, payload, dedupe_key)"
+            " VALUES ('catch_up', '[1]', 'catch-up:1')"
+        )
+        assert refusal(scratch, catch_up) is None
+        assert refusal(scratch, catch_up) == "UniqueViolation"
+        assert (
+            refusal(scratch, "INSERT INTO notifications (kind) VALUES ('catch_up')")
+            == "CheckViolation"
+        )
+        failed = "UPDATE notifications SET status = 'failed', failed_at = %s"
+        assert refusal(scratch, failed, (None,)) == "CheckViolation"
+        assert refusal(scratch, failed, (datetime.now(UTC),)) is None
+
+    def test_0006_summaries_say_why_an_ai_answer_was_refused(self, scratch):
+        summary = (
+            "INSERT INTO daily_summaries (date, facts, overall, highlights, watch, text,"
+            " ai_error) VALUES (%s, '{}', 'A calm day.', '[]', '[]', 'text', %s)"
+        )
+        reasons = ["ai_not_configured", "ai_numeric_mismatch", "ai_refused_mention",
+                   "ai_refused_link", "ai_refused_markup", "ai_wrong_direction"]  # fmt: skip
+        for n, reason in enumerate(reasons):
+            assert refusal(scratch, summary, (date(2026, 3, n + 1), reason)) is None, reason
+        assert refusal(scratch, summary, (date(2026, 4, 1), "ai_bored")) == "CheckViolation"
+
+    def test_0007_severities_rank_in_sql_and_demo_anomalies_are_known(self, scratch):
+        assert scratch.execute(
+            "SELECT severity_rank('low'), severity_rank('medium'), severity_rank('high'),"
+            "       severity_rank('critical')"
+        ).fetchone() == (1, 2, 3, None)
+        assert scratch.execute(
+            """SELECT is_demo('{"_demo": true}'), is_demo('{}'), is_demo('{"_demo": "no"}')"""
+        ).fetchone() == (True, False, False)
+        anomaly_id = add_anomaly(scratch)
+        breach = (
+            "INSERT INTO anomaly_windows (rule, scope, window_start, anomaly_id, severity,"
+            " evidence) VALUES ('refund_spike', 'all', now(), %s, %s, '{}')"
+        )
+        assert refusal(scratch, breach, (anomaly_id, "critical")) == "CheckViolation"
+        notification = (
+            "INSERT INTO notifications (kind, anomaly_id, severity) VALUES ('opened', %s, %s)"
+        )
+        assert refusal(scratch, notification, (anomaly_id, "critical")) == "CheckViolation"

@@ -14,7 +14,7 @@ from psycopg.types.json import Jsonb
 
 from sentinelops_pipelines.demo import seed_demo
 from tests.conftest import live_server, make_settings
-from tests.support import TOKEN, auth
+from tests.support import TOKEN, auth, error_of
 from webhook_service.main import create_app
 
 T0 = datetime(2026, 5, 1, tzinfo=UTC)
@@ -76,7 +76,7 @@ class TestLifecycle:
         response = patch(client, anomaly_id, path[-1])
         assert response.status_code == last_code
         if last_code == 409:
-            assert response.json()["error"] == "InvalidTransition"
+            assert error_of(response) == (409, "InvalidTransition")
             assert path[-1] in response.json()["detail"]
             history = client.get(f"/api/v1/anomalies/{anomaly_id}", headers=auth()).json()
             assert len(history["history"]) == len(path)  # nothing written for the refusal
@@ -124,25 +124,29 @@ class TestLifecycle:
         assert rows == [(None, "open"), ("open", "acknowledged")]
 
     @pytest.mark.parametrize(
-        ("body", "code"),
+        ("body", "field"),
         [
-            pytest.param({"status": "snoozed"}, 422, id="unknown status"),
-            pytest.param({}, 422, id="no status"),
-            pytest.param({"status": "resolved", "extra": 1}, 422, id="unknown field"),
+            pytest.param({"status": "snoozed"}, "status", id="unknown status"),
+            pytest.param({}, "status", id="no status"),
+            pytest.param({"status": "resolved", "extra": 1}, "extra", id="unknown field"),
             # PostgreSQL text cannot hold NUL: refused up front, not a 500 from the database.
-            pytest.param({"status": "resolved", "note": "a\u0000b"}, 422, id="NUL in note"),
+            pytest.param({"status": "resolved", "note": "a\u0000b"}, "note", id="NUL in note"),
         ],
     )
-    def test_bad_bodies_are_422_and_change_nothing(self, client, db, body, code):
+    def test_bad_bodies_are_422_and_change_nothing(self, client, db, body, field):
         anomaly_id = add_anomaly(db)
         response = client.patch(f"/api/v1/anomalies/{anomaly_id}", json=body, headers=auth())
-        assert response.status_code == code
-        assert set(response.json()) == {"error", "detail"}
+        assert error_of(response) == (422, "ValidationError")
+        assert response.json()["detail"].startswith(f"{field}: ")
         assert db.execute("SELECT status FROM anomalies").fetchone() == ("open",)
 
     def test_unknown_anomaly_is_404(self, client):
-        assert patch(client, 999_999, "resolved").status_code == 404
-        assert client.get("/api/v1/anomalies/999999", headers=auth()).status_code == 404
+        for response in (
+            patch(client, 999_999, "resolved"),
+            client.get("/api/v1/anomalies/999999", headers=auth()),
+        ):
+            assert error_of(response) == (404, "NotFound")
+            assert "999999" in response.json()["detail"]
 
 
 class TestListing:
@@ -217,21 +221,20 @@ class TestListing:
         assert all(i["title"].startswith("[demo]") and i["evidence"]["_demo"] for i in items)
 
     @pytest.mark.parametrize(
-        "params",
+        ("params", "error"),
         [
-            {"limit": 0},
-            {"limit": 501},
-            {"sort": "random"},
-            {"status": "closed"},
-            {"cursor": "zzz"},
-            {"rule": "payment\x00failure_spike"},
+            ({"limit": 0}, "ValidationError"),
+            ({"limit": 501}, "ValidationError"),
+            ({"sort": "random"}, "ValidationError"),
+            ({"status": "closed"}, "ValidationError"),
+            ({"cursor": "zzz"}, "InvalidCursor"),
+            ({"rule": "payment\x00failure_spike"}, "ValidationError"),
         ],
         ids=str,
     )
-    def test_bad_queries_are_422(self, client, params):
+    def test_bad_queries_are_422(self, client, params, error):
         response = client.get("/api/v1/anomalies", params=params, headers=auth())
-        assert response.status_code == 422
-        assert set(response.json()) == {"error", "detail"}
+        assert error_of(response) == (422, error)
 
     def test_a_cursor_from_another_sort_is_refused(self, client, twelve):
         page = client.get(
@@ -242,7 +245,7 @@ class TestListing:
             headers=auth(),
             params={"sort": "severity_desc", "cursor": page["next_cursor"]},
         )
-        assert response.status_code == 422
+        assert error_of(response) == (422, "InvalidCursor")
 
 
 class TestAuthentication:
@@ -252,13 +255,15 @@ class TestAuthentication:
         with TestClient(create_app(settings)) as client:
             assert client.get("/api/v1/anomalies").status_code == 200
             response = patch(client, anomaly_id, "resolved", headers={})
-            assert response.status_code == 401
+            assert error_of(response) == (401, "Unauthorized")
             assert response.headers["www-authenticate"].startswith("Bearer")
             assert patch(client, anomaly_id, "resolved").status_code == 200
 
     @pytest.mark.parametrize("path", ["/api/v1/anomalies", "/api/v1/anomalies/1"])
     def test_reads_need_the_token(self, client, path):
-        assert client.get(path).status_code == 401
+        response = client.get(path)
+        assert error_of(response) == (401, "Unauthorized")
+        assert response.headers["www-authenticate"].startswith("Bearer")
 
     def test_history_names_who_acted_by_the_name_their_token_carries(
         self, database_url, tmp_path, db

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 
+import pytest
 from psycopg_pool import AsyncConnectionPool
 
 from tests.support import EVENT_FIXTURES, fixture_event
@@ -17,17 +18,44 @@ def verified(event: dict, payload: str | None = None) -> VerifiedEvent:
     return VerifiedEvent(id=event["id"], payload=json.dumps(event) if payload is None else payload)
 
 
-def store_all(database_url: str, events: list[VerifiedEvent]) -> list[bool | BaseException]:
-    """Every event offered at once, to a writer allowed one write in flight: the first goes out
-    alone and all the others queue behind it, then share one statement."""
+def store_all(
+    database_url: str, events: list[VerifiedEvent], max_batch: int = 100
+) -> list[bool | BaseException]:
+    """Every event offered at once, to a writer allowed one write in flight: each request queues
+    its event before the write starts (on the next turn of the event loop), so the whole queue,
+    up to `max_batch` events a statement, goes out in as few statements as it can."""
 
     async def go() -> list[bool | BaseException]:
         kwargs = {"autocommit": True}
         async with AsyncConnectionPool(database_url, min_size=1, max_size=2, kwargs=kwargs) as pool:
-            writer = EventWriter(pool, max_inflight=1)
+            writer = EventWriter(pool, max_inflight=1, max_batch=max_batch)
             return await asyncio.gather(*map(writer.store, events), return_exceptions=True)
 
     return asyncio.run(go())
+
+
+def statements_that_stored(db) -> int:
+    """How many INSERT statements wrote the stored events: rows one statement inserted share its
+    transaction (ingest_xid, migration 0005) and, within it, its command id (cmin)."""
+    query = "SELECT count(DISTINCT (ingest_xid, cmin::text)) FROM stripe_events"
+    return db.execute(query).fetchone()[0]
+
+
+@pytest.mark.parametrize(
+    ("max_batch", "statements"),
+    [
+        pytest.param(100, 1, id="the whole queue in one statement"),
+        pytest.param(4, 3, id="a statement holds at most max_batch events"),
+    ],
+)
+def test_queued_deliveries_are_stored_by_one_statement_not_one_each(
+    database_url, db, max_batch, statements
+):
+    events = [verified(fixture_event(name)) for name in EVENT_FIXTURES[:10]]
+
+    assert store_all(database_url, events, max_batch=max_batch) == [True] * 10
+
+    assert statements_that_stored(db) == statements
 
 
 def test_queued_deliveries_share_a_write_and_each_gets_its_own_answer(database_url, db):

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from tests.support import auth
+from tests.support import auth, error_of
 
 PATH = "/api/v1/summaries/daily/{}"
 
@@ -48,4 +48,4 @@ def test_a_generated_day_is_served_as_stored(client, summary):
 )
 def test_refusals(client, summary, day, headers, status, error):
     response = client.get(PATH.format(day), headers=headers)
-    assert (response.status_code, response.json()["error"]) == (status, error)
+    assert error_of(response) == (status, error)
