@@ -32,12 +32,11 @@ def count_spike(name: str, rule: CountRule, w: Window) -> list[Finding]:
     if first_ever:
         title = f"{count} {label} in {minutes} min, the first in 30 days"
     return [
-        Finding(
-            rule=name,
-            scope="all",
-            severity=severity,
-            title=title,
-            window_start=w.start,
+        Finding.of_account(
+            name,
+            w.start,
+            severity,
+            title,
             evidence={
                 "count": count,
                 "by_metric": {m: w.value(m, minutes) for m in rule.metrics},

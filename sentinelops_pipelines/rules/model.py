@@ -112,3 +112,11 @@ class Finding:
     # A finding about more than its 5-minute window (a webhook gap spans hours) ends here; it
     # is still keyed by window_start, so re-recording it is a no-op.
     window_end: datetime | None = None
+
+    @classmethod
+    def of_account(
+        cls, rule: str, start: datetime, severity: Severity, title: str, **rest: Any
+    ) -> Finding:
+        """A finding about the whole account (scope `all`) in the window starting at `start`."""
+        return cls(rule=rule, scope="all", severity=severity, title=title, window_start=start,
+                   **rest)  # fmt: skip

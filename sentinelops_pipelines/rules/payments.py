@@ -55,12 +55,11 @@ def failure_rate(name: str, rule: FailureRateRule, w: Window) -> list[Finding]:
         f" ({shown['failed']} of {shown['attempts']} payments; usual {percent(base)})"
     )
     return [
-        Finding(
-            rule=name,
-            scope="all",
-            severity=severity,
-            title=title,
-            window_start=w.start,
+        Finding.of_account(
+            name,
+            w.start,
+            severity,
+            title,
             evidence={
                 "windows": observed,
                 "baseline": {"rate": round(base, 4), "source": source},

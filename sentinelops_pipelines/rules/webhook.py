@@ -25,12 +25,11 @@ def integrity(name: str, rule: IntegrityRule, w: Window) -> list[Finding]:
         " and none verified" if verified == 0 else f" ({percent(share)} of attempts)"
     )
     return [
-        Finding(
-            rule=name,
-            scope="all",
-            severity=severity,
-            title=title,
-            window_start=w.start,
+        Finding.of_account(
+            name,
+            w.start,
+            severity,
+            title,
             evidence={
                 "invalid_attempts": invalid,
                 "verified_received": verified,
