@@ -119,7 +119,7 @@ def _report_gap(conn: Connection, rules: RulesResource, run_at: datetime) -> tup
     notify_from = get_settings().alert_min_severity
     gap_minutes = timedelta(minutes=book.quiet_gap_minutes)
     outcome = anomaly_sql.record(conn, finding, gap_minutes, notify_from)
-    anomaly_id = recon_sql.anomaly_for(conn, GAP_RULE, finding.window_start)
+    anomaly_id = anomaly_sql.anomaly_for_window(conn, GAP_RULE, "all", finding.window_start)
     if anomaly_id is not None and outcome in ("extended", "escalated"):
         recon_sql.sum_incident(conn, anomaly_id)
     return anomaly_id, f"{gap.missing} missing: anomaly {outcome}"

@@ -20,14 +20,9 @@ from psycopg.conninfo import conninfo_to_dict
 
 from sentinelops import local_secrets
 from sentinelops.settings import Settings
+from sentinelops_pipelines.storage import events as events_sql
 
 OVERRIDE_FLAG = "--allow-non-local"
-# Enough to tell a copy of production (mostly live events) from a test stack, read through the
-# (created, id) index so the check stays instant on a large table.
-RECENT_EVENTS = """
-SELECT coalesce(bool_or(livemode), false) FROM (
-    SELECT livemode FROM stripe_events ORDER BY created DESC, id DESC LIMIT 1000) AS recent
-"""
 
 
 @dataclass(frozen=True)
@@ -103,5 +98,4 @@ def holds_live_events(database_url: str) -> bool:
     """True when the database's recent events include live-mode ones: a copy of production,
     whose Slack channel would get the demo's alerts. Raises psycopg.Error if unreachable."""
     with psycopg.connect(database_url, connect_timeout=5) as conn:
-        row = conn.execute(RECENT_EVENTS).fetchone()
-    return bool(row and row[0])
+        return events_sql.recent_live_events(conn)

@@ -43,10 +43,7 @@ def seed_demo(url: str) -> list[int]:
                 },
             )
             anomalies.record(conn, finding, timedelta(0))
-            row = conn.execute(
-                "SELECT anomaly_id FROM anomaly_windows"
-                " WHERE rule = %s AND scope = 'demo' AND window_start = %s",
-                (rule, start),
-            ).fetchone()
-            ids.append(row[0])  # type: ignore[index]
+            anomaly_id = anomalies.anomaly_for_window(conn, rule, "demo", start)
+            assert anomaly_id is not None  # just recorded
+            ids.append(anomaly_id)
     return ids

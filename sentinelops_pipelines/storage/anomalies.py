@@ -10,7 +10,7 @@ concurrent runs queue instead of racing.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Literal
 
 from psycopg import Connection
@@ -196,3 +196,15 @@ SELECT a.rule, a.scope, a.id, b.id
 def duplicate_open_incidents(conn: Connection, quiet_gap: timedelta) -> list[tuple]:
     """Pairs of unresolved anomalies that should have been one incident (should be none)."""
     return conn.execute(DUPLICATE_OPEN, {"gap": quiet_gap}).fetchall()
+
+
+def anomaly_for_window(
+    conn: Connection, rule: str, scope: str, window_start: datetime
+) -> int | None:
+    """The anomaly a breached window belongs to, if that window breached."""
+    row = conn.execute(
+        "SELECT anomaly_id FROM anomaly_windows"
+        " WHERE rule = %s AND scope = %s AND window_start = %s",
+        (rule, scope, window_start),
+    ).fetchone()
+    return row[0] if row else None

@@ -118,15 +118,6 @@ def take_gap(conn: Connection) -> Gap | None:
     return Gap(count, by_type, first.astimezone(UTC), last.astimezone(UTC), list(samples))
 
 
-def anomaly_for(conn: Connection, rule: str, window_start: datetime) -> int | None:
-    row = conn.execute(
-        "SELECT anomaly_id FROM anomaly_windows"
-        " WHERE rule = %s AND scope = 'all' AND window_start = %s",
-        (rule, window_start),
-    ).fetchone()
-    return row[0] if row else None
-
-
 def sum_incident(conn: Connection, anomaly_id: int) -> None:
     """Make an incident that several runs extended show its totals, in evidence and title."""
     missing, first, last = conn.execute(INCIDENT_TOTALS, {"id": anomaly_id}).fetchone()  # type: ignore[misc]
