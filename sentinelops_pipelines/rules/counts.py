@@ -31,29 +31,30 @@ def count_spike(name: str, rule: CountRule, w: Window) -> list[Finding]:
     title = f"{count} {label} in {minutes} min (usually {expected:.1f})"
     if first_ever:
         title = f"{count} {label} in {minutes} min, the first in 30 days"
+    evidence = {
+        "count": count,
+        "by_metric": {m: w.value(m, minutes) for m in rule.metrics},
+        "window_minutes": minutes,
+        "baseline": {
+            "expected": round(expected, 3),
+            "source": kind.source,
+            "history_windows": kind.windows,
+            "by_metric": {m: round(b.expected(minutes), 3) for m, b in baselines.items()},
+            "first_in_30_days": first_ever,
+        },
+        "thresholds": {
+            "min_count": rule.min_count,
+            "min_expected": rule.min_expected,
+            "factors": rule.factors.model_dump(),
+        },
+    }
     return [
         Finding.of_account(
             name,
             w.start,
             severity,
             title,
-            evidence={
-                "count": count,
-                "by_metric": {m: w.value(m, minutes) for m in rule.metrics},
-                "window_minutes": minutes,
-                "baseline": {
-                    "expected": round(expected, 3),
-                    "source": kind.source,
-                    "history_windows": kind.windows,
-                    "by_metric": {m: round(b.expected(minutes), 3) for m, b in baselines.items()},
-                    "first_in_30_days": first_ever,
-                },
-                "thresholds": {
-                    "min_count": rule.min_count,
-                    "min_expected": rule.min_expected,
-                    "factors": rule.factors.model_dump(),
-                },
-            },
+            evidence=evidence,
             sample_types=tuple(t for m in rule.metrics for t in METRIC_TYPES.get(m, ())),
             sample_since=w.start - timedelta(minutes=minutes - 5),
         )

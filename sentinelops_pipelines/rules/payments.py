@@ -54,21 +54,22 @@ def failure_rate(name: str, rule: FailureRateRule, w: Window) -> list[Finding]:
         f"Payment failure rate {percent(shown['rate'])} over {'30' if long else '5'} min"
         f" ({shown['failed']} of {shown['attempts']} payments; usual {percent(base)})"
     )
+    evidence = {
+        "windows": observed,
+        "baseline": {"rate": round(base, 4), "source": source},
+        "thresholds": {
+            "rate": round(threshold, 4),
+            "min_attempts_30m": rule.min_attempts_30m,
+            "min_attempts_5m": rule.min_attempts_5m,
+        },
+    }
     return [
         Finding.of_account(
             name,
             w.start,
             severity,
             title,
-            evidence={
-                "windows": observed,
-                "baseline": {"rate": round(base, 4), "source": source},
-                "thresholds": {
-                    "rate": round(threshold, 4),
-                    "min_attempts_30m": rule.min_attempts_30m,
-                    "min_attempts_5m": rule.min_attempts_5m,
-                },
-            },
+            evidence=evidence,
             sample_types=FAILURE_TYPES,
             sample_since=w.start - timedelta(minutes=25) if long else w.start,
         )

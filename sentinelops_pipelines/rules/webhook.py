@@ -24,21 +24,14 @@ def integrity(name: str, rule: IntegrityRule, w: Window) -> list[Finding]:
     title = f"{invalid} webhook attempts failed verification in 5 min" + (
         " and none verified" if verified == 0 else f" ({percent(share)} of attempts)"
     )
-    return [
-        Finding.of_account(
-            name,
-            w.start,
-            severity,
-            title,
-            evidence={
-                "invalid_attempts": invalid,
-                "verified_received": verified,
-                "invalid_share": round(share, 4),
-                "time_basis": "received_at",
-                "thresholds": {"min_invalid": rule.min_invalid, "share_medium": rule.share_medium},
-            },
-        )
-    ]
+    evidence = {
+        "invalid_attempts": invalid,
+        "verified_received": verified,
+        "invalid_share": round(share, 4),
+        "time_basis": "received_at",
+        "thresholds": {"min_invalid": rule.min_invalid, "share_medium": rule.share_medium},
+    }
+    return [Finding.of_account(name, w.start, severity, title, evidence=evidence)]
 
 
 def silence(name: str, rule: SilenceRule, w: Window) -> list[Finding]:
