@@ -2,35 +2,40 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import dagster as dg
 
 from sentinelops_pipelines.housekeeping import prune_webhook_rejections
 from sentinelops_pipelines.partitions import daily_partitions, five_minute_partitions
 
-rules_job = dg.define_asset_job(
+
+def group_job(
+    name: str, group: str, description: str, **options: Any
+) -> dg.UnresolvedAssetJobDefinition:
+    """A job that materializes one asset group (partitions, tags: `options`)."""
+    return dg.define_asset_job(
+        name, selection=dg.AssetSelection.groups(group), description=description, **options
+    )
+
+
+rules_job = group_job(
     "rules_job",
-    selection=dg.AssetSelection.groups("rules"),
+    "rules",
+    "Roll up a range of 5-minute windows and evaluate every enabled rule over it.",
     partitions_def=five_minute_partitions,
-    description="Roll up a range of 5-minute windows and evaluate every enabled rule over it.",
 )
-
-alerts_job = dg.define_asset_job(
-    "alerts_job",
-    selection=dg.AssetSelection.groups("alerts"),
-    description="Post every due Slack notification once.",
-)
-
-daily_summary_job = dg.define_asset_job(
+alerts_job = group_job("alerts_job", "alerts", "Post every due Slack notification once.")
+daily_summary_job = group_job(
     "daily_summary_job",
-    selection=dg.AssetSelection.groups("reporting"),
+    "reporting",
+    "Build, store and post one day's operations summary.",
     partitions_def=daily_partitions,
-    description="Build, store and post one day's operations summary.",
 )
-
-reconciliation_job = dg.define_asset_job(
+reconciliation_job = group_job(
     "reconciliation_job",
-    selection=dg.AssetSelection.groups("reconciliation"),
-    description="List Stripe's Events API, store what the webhook missed, raise webhook gaps.",
+    "reconciliation",
+    "List Stripe's Events API, store what the webhook missed, raise webhook gaps.",
     # A run queue can hold every reconciliation run, scheduled or launched by hand, to one.
     tags={"sentinelops/job": "reconciliation"},
 )

@@ -48,6 +48,9 @@ def count_spike(name: str, rule: CountRule, w: Window) -> list[Finding]:
             "factors": rule.factors.model_dump(),
         },
     }
+    # The events that illustrate it: the metrics' types, over the rule's window.
+    types = tuple(t for m in rule.metrics for t in METRIC_TYPES.get(m, ()))
+    since = w.start - timedelta(minutes=minutes - 5)
     return [
         Finding.of_account(
             name,
@@ -55,7 +58,7 @@ def count_spike(name: str, rule: CountRule, w: Window) -> list[Finding]:
             severity,
             title,
             evidence=evidence,
-            sample_types=tuple(t for m in rule.metrics for t in METRIC_TYPES.get(m, ())),
-            sample_since=w.start - timedelta(minutes=minutes - 5),
+            sample_types=types,
+            sample_since=since,
         )
     ]

@@ -63,17 +63,14 @@ def failure_rate(name: str, rule: FailureRateRule, w: Window) -> list[Finding]:
             "min_attempts_5m": rule.min_attempts_5m,
         },
     }
+    # The failed payments that illustrate it, over the window that breached (30 or 5 minutes).
+    since = w.start - timedelta(minutes=25) if long else w.start
     return [
         Finding.of_account(
-            name,
-            w.start,
-            severity,
-            title,
-            evidence=evidence,
-            sample_types=FAILURE_TYPES,
-            sample_since=w.start - timedelta(minutes=25) if long else w.start,
+            name, w.start, severity, title, evidence=evidence, sample_types=FAILURE_TYPES,
+            sample_since=since,
         )
-    ]
+    ]  # fmt: skip
 
 
 def amount_spike(name: str, rule: AmountRule, w: Window) -> list[Finding]:
