@@ -157,7 +157,10 @@ class TestReconciliation:
         assert [r.status for r in api.requests] == [200, 429, 200, 500, 200, 200]
         gaps = [b.at - a.at for a, b in zip(api.requests, api.requests[1:], strict=False)]
         assert gaps[1] >= 0.2  # Retry-After: 1, capped at max_retry_after_seconds in this test
-        assert min(gaps) >= 0.03  # at most 25 requests a second
+        # At most 25 requests a second: the client spaces them 40 ms apart. Measured on arrival,
+        # so one request delayed in transit on a busy machine shortens the next gap a little.
+        paced = gaps[:1] + gaps[2:]
+        assert sum(paced) / len(paced) >= 0.035 and min(paced) >= 0.02
 
     def test_a_second_run_adds_nothing_and_lists_only_since_the_first(self, database_url, db, api):
         with api.serve() as url:
