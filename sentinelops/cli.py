@@ -14,6 +14,10 @@ from sentinelops.settings import InvalidSettings, get_settings
 log = logging.getLogger("sentinelops")
 
 
+def _shown(url: str, args: argparse.Namespace) -> str:
+    return url if args.show_password else postgres.redact_password(url)
+
+
 def cmd_db(args: argparse.Namespace) -> int:
     settings = get_settings()
     home = settings.sentinelops_home
@@ -22,12 +26,11 @@ def cmd_db(args: argparse.Namespace) -> int:
             print("DATABASE_URL is set; the embedded server is not used", file=sys.stderr)
             return 1
         server, _ = embedded.start(home, owner_pid=None)
-        print(server.url() if args.show_password else postgres.redact_password(server.url()))
+        print(_shown(server.url(), args))
     elif args.action == "stop":
         print("stopped" if embedded.stop(home) else "not running")
     elif args.action == "url":
-        url = db.database_url(settings)
-        print(url if args.show_password else postgres.redact_password(url))
+        print(_shown(db.database_url(settings), args))
     elif args.action == "migrate":
         applied = db.migrate(db.database_url(settings))
         print("\n".join(applied) if applied else "up to date")

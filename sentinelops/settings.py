@@ -154,8 +154,10 @@ class Settings(BaseSettings):
     def _check_partitions_start(cls, value: str) -> str:
         # Checked here, at start-up: read first when Dagster imports the partitions, a bad value
         # used to fail late, inside the code location, with a traceback about cron strings.
+        # Only the YYYY-MM-DD form (Dagster's daily partitions read it with %Y-%m-%d), not the
+        # other ISO forms fromisoformat also takes (20260101, 2026-W01-1).
         try:
-            valid = len(value) == 10 and date.fromisoformat(value) is not None
+            valid = date.fromisoformat(value).isoformat() == value
         except ValueError:
             valid = False
         if not valid:

@@ -90,8 +90,8 @@ def scan_coverage(postgres: PostgresResource, *, advance: bool = False) -> cover
 
 
 def evaluation_lag_result(state: coverage.Coverage) -> dg.AssetCheckResult:
-    """Passes unless the loop is behind (Coverage.behind, as health judges it); the coverage
-    sensor reports it between runs."""
+    """Passes unless the loop is behind (Coverage.behind, as health judges it);
+    evaluation_lag_sensor reports it between runs."""
     behind = state.behind()
     lag, oldest = state.lag_seconds, state.oldest_stale
     return dg.AssetCheckResult(

@@ -39,11 +39,6 @@ def end_orphaned_runs(instance: dg.DagsterInstance) -> list[dg.DagsterRun]:
     return found
 
 
-def fail_orphaned_runs(instance: dg.DagsterInstance) -> list[str]:
-    """End the runs a stopped stack left in progress; their run ids."""
-    return [run.run_id for run in end_orphaned_runs(instance)]
-
-
 def main() -> None:
     with dg.DagsterInstance.get() as instance:  # DAGSTER_HOME
         ended = end_orphaned_runs(instance)

@@ -8,13 +8,15 @@ import dagster as dg
 from sentinelops import windows
 from sentinelops.settings import get_settings
 
-PARTITIONS_START = get_settings().partitions_start
+_settings = get_settings()
 
 five_minute_partitions = dg.TimeWindowPartitionsDefinition(
     cron_schedule=windows.CRON,
-    start=windows.window_key(get_settings().partitions_start_at),
+    start=windows.window_key(_settings.partitions_start_at),
     fmt=windows.KEY_FORMAT,
     timezone="UTC",
 )
 
-daily_partitions = dg.DailyPartitionsDefinition(start_date=PARTITIONS_START, timezone="UTC")
+daily_partitions = dg.DailyPartitionsDefinition(
+    start_date=_settings.partitions_start, timezone="UTC"
+)

@@ -24,7 +24,7 @@ from datetime import UTC, datetime, timedelta
 import dagster as dg
 
 from sentinelops.windows import WINDOW, window_floor, window_key
-from sentinelops_pipelines.checks import evaluation_lag_result, scan_coverage
+from sentinelops_pipelines.checks import evaluation_lag, evaluation_lag_result, scan_coverage
 from sentinelops_pipelines.jobs import alerts_job, rules_job
 from sentinelops_pipelines.messages import failure_message
 from sentinelops_pipelines.resources import PostgresResource
@@ -137,12 +137,13 @@ def evaluation_lag_sensor(
         return dg.SensorResult(
             skip_reason=f"evaluation_lag still {'passing' if lag.passed else 'failing'}"
         )
+    key = evaluation_lag.check_key
     evaluation = dg.AssetCheckEvaluation(
-        asset_key=dg.AssetKey("anomalies"),
-        check_name="evaluation_lag",
+        asset_key=key.asset_key,
+        check_name=key.name,
         passed=lag.passed,
         metadata=lag.metadata,
-        severity=dg.AssetCheckSeverity.ERROR,
+        severity=lag.severity,
     )
     cursor = json.dumps({"passed": lag.passed, "reported_at": now.isoformat()})
     return dg.SensorResult(asset_events=[evaluation], cursor=cursor)

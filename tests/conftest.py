@@ -19,6 +19,7 @@ import pytest
 import uvicorn
 from fastapi.testclient import TestClient
 from psycopg import sql
+from starlette.types import ASGIApp
 
 from sentinelops import embedded
 from sentinelops.db import migrate
@@ -145,7 +146,14 @@ def client(settings: Settings) -> Iterator[TestClient]:
 @contextmanager
 def live_server(settings: Settings) -> Iterator[str]:
     """The app behind a real uvicorn server in a thread, for truly concurrent requests."""
-    config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=0, log_level="warning")
+    with serve(create_app(settings)) as base:
+        yield base
+
+
+@contextmanager
+def serve(app: ASGIApp) -> Iterator[str]:
+    """Any ASGI app (the API, or the API wrapped) behind a real uvicorn server in a thread."""
+    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

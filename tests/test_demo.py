@@ -9,19 +9,16 @@ import shutil
 import socket
 import subprocess
 import sys
-import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-import uvicorn
 from psycopg.types.json import Jsonb
 
 from sentinelops.settings import Settings
 from sentinelops_pipelines.demo import guard, run_demo
-from tests.conftest import ROOT, live_server, make_settings
+from tests.conftest import ROOT, live_server, make_settings, serve
 from tests.support import SECRET, TOKEN
 from webhook_service.main import create_app
 
@@ -61,20 +58,8 @@ class Recorder:
 def recorded_api(settings: Settings) -> Iterator[tuple[str, Recorder]]:
     """Like conftest's live_server, with every request recorded."""
     recorder = Recorder(create_app(settings))
-    server = uvicorn.Server(
-        uvicorn.Config(recorder, host="127.0.0.1", port=0, log_level="warning", lifespan="on")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}", recorder
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+    with serve(recorder) as base:
+        yield base, recorder
 
 
 def step(line: str) -> str:

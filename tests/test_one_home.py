@@ -173,8 +173,10 @@ class TestWindows:
     def test_the_partitions_are_the_windows(self):
         from sentinelops_pipelines.partitions import five_minute_partitions
 
-        assert five_minute_partitions.fmt == windows.KEY_FORMAT
-        assert five_minute_partitions.cron_schedule == windows.CRON
+        # A window's key names a partition that spans exactly that window.
+        start = windows.window_floor(five_minute_partitions.start + timedelta(days=3, minutes=7))
+        span = five_minute_partitions.time_window_for_partition_key(windows.window_key(start))
+        assert (span.start, span.end) == (start, start + windows.WINDOW)
 
     def test_python_and_sql_bin_alike(self, database_url):
         moments = [

@@ -47,7 +47,7 @@ class TestRefused:
         with pytest.raises(ValueError, match="placeholder from .env.example"):
             Settings(_env_file=None, **{name: value})  # type: ignore[arg-type]
 
-    @pytest.mark.parametrize("value", ["2026-13-01", "20260101", "next monday", ""])
+    @pytest.mark.parametrize("value", ["2026-13-01", "20260101", "2026-W01-1", "next monday", ""])
     def test_partitions_start_must_be_a_date(self, value):
         with pytest.raises(ValueError, match="must be a date like 2026-01-01"):
             Settings(_env_file=None, SENTINELOPS_PARTITIONS_START=value)  # type: ignore[call-arg]

@@ -57,9 +57,9 @@ class Authenticator:
         if scheme.lower() != "bearer" or not presented:
             raise Unauthorized("a bearer token is required")
         # Compare against every token, in constant time, so timing reveals neither token nor index.
-        found = None
+        found, presented_bytes = None, presented.encode()
         for token, actor in self._tokens:
-            if hmac.compare_digest(presented.encode(), token):
+            if hmac.compare_digest(presented_bytes, token):
                 found = actor
         if found is None:
             raise Unauthorized("the bearer token is not valid")

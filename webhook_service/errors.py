@@ -33,6 +33,9 @@ class SentinelOpsError(Exception):
     def body(self) -> dict:
         return {"error": self.name, "detail": self.message}
 
+    def response(self) -> JSONResponse:
+        return JSONResponse(self.body(), status_code=self.status_code, headers=self.headers)
+
 
 class DatabaseUnavailable(SentinelOpsError):
     status_code = 503
@@ -57,7 +60,7 @@ def error_response(
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(SentinelOpsError)
     async def _domain(request: Request, exc: SentinelOpsError) -> JSONResponse:
-        return JSONResponse(exc.body(), status_code=exc.status_code, headers=exc.headers)
+        return exc.response()
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -9,7 +9,7 @@ body is read only up to SENTINELOPS_API_MAX_BYTES before the route gets it.
 
 from __future__ import annotations
 
-from starlette.responses import JSONResponse
+from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from webhook_service.auth import Authenticator
@@ -38,15 +38,14 @@ class RequestGuard:
         if scope["type"] != "http" or scope["path"] in OWN_LIMITS:
             await self.app(scope, receive, send)
             return
-        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        headers = Headers(scope=scope)  # looked up, not copied into a dict per request
         try:
             if scope["method"] not in SAFE_METHODS and needs_token(scope["path"]):
                 caller = self.authenticator.authenticate(headers.get("authorization"))
                 scope.setdefault("state", {})["caller"] = caller
             body = await self._read_body(headers.get("content-length"), receive)
         except SentinelOpsError as exc:
-            response = JSONResponse(exc.body(), status_code=exc.status_code, headers=exc.headers)
-            await response(scope, receive, send)
+            await exc.response()(scope, receive, send)
             return
         if body is None:  # the client went away
             return

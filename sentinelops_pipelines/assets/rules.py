@@ -77,7 +77,7 @@ def anomalies(
             if outcome != "unchanged":
                 by_rule[f"{finding.rule}:{outcome}"] += 1
         late_after = timedelta(minutes=book.found_late_after_minutes)
-        announcements = catch_up.announce(conn, announced, notify_from, late_after)
+        found_late = catch_up.announce(conn, announced, notify_from, late_after)
         # Same transaction as the anomalies: a run that dies leaves its windows stale.
         metrics_sql.mark_evaluated(conn, snapshots)
     context.log.info("evaluated %d windows with %d rules: %s", len(windows), len(enabled),
@@ -90,7 +90,7 @@ def anomalies(
             "anomalies_extended": outcomes["extended"],
             "anomalies_escalated": outcomes["escalated"],
             "findings_already_recorded": outcomes["unchanged"],
-            "incidents_found_late": announcements["found_late"],
+            "incidents_found_late": found_late,
             "by_rule": dict(by_rule),
         }
     )

@@ -70,17 +70,23 @@ def first_line(value: object) -> str:
 def describe_answer(response: httpx.Response) -> str:
     """`503 WebhookNotConfigured: why`, from the API's {"error", "detail"} body, or the status
     and the start of whatever else answered (a proxy's HTML page, another service)."""
-    try:
-        body = response.json()
-    except ValueError:
-        body = None
-    if isinstance(body, dict) and "error" in body:
+    body = json_body(response)
+    if "error" in body:
         line = f"{response.status_code} {body['error']}: {body.get('detail', '')}"
         if body.get("reason") == "signature_mismatch":
             line += " (the API runs with another webhook secret than the one the demo signs with)"
         return line
     text = " ".join(response.text.split())[:200]
     return f"{response.status_code} {response.reason_phrase}" + (f": {text}" if text else "")
+
+
+def json_body(response: httpx.Response) -> dict:
+    """The answer's JSON object, or {} when it is none (not JSON, or not an object)."""
+    try:
+        body = response.json()
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}
 
 
 @dataclass(frozen=True)

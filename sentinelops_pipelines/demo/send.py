@@ -14,7 +14,7 @@ from importlib import metadata
 import httpx
 import stripe
 
-from sentinelops_pipelines.demo.output import DemoError, describe_answer
+from sentinelops_pipelines.demo.output import DemoError, describe_answer, json_body
 
 WEBHOOK_PATH = "/api/v1/webhooks/stripe"
 CONCURRENCY = 8
@@ -80,7 +80,7 @@ def send(
                         continue
                     if not response.is_success:
                         delivery.refused = delivery.refused or describe_answer(response)
-                    elif _json(response).get("duplicate") is True:
+                    elif json_body(response).get("duplicate") is True:
                         delivery.duplicates += 1
                     else:
                         delivery.stored += 1
@@ -108,7 +108,7 @@ def open_anomalies(api: str, token: str, first: datetime, end: datetime) -> list
             f"the events were stored and evaluated, but listing the anomalies failed with"
             f" {describe_answer(response)}"
         )
-    items = _json(response).get("items")
+    items = json_body(response).get("items")
     return [item for item in items or [] if _overlaps(item, first, end)]
 
 
@@ -127,11 +127,3 @@ def _overlaps(item: object, first: datetime, end: datetime) -> bool:
     except (KeyError, TypeError, ValueError):
         return False
     return start < end and stop > first
-
-
-def _json(response: httpx.Response) -> dict:
-    try:
-        body = response.json()
-    except ValueError:
-        return {}
-    return body if isinstance(body, dict) else {}

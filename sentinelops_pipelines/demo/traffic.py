@@ -12,11 +12,15 @@ from sentinelops.windows import WINDOW, window_floor
 # What marks the demo's events wherever they land, beside their `evt_demo_` ids and test mode:
 # Stripe's own place for a merchant's tags, on every payment and charge.
 DEMO_METADATA = {"sentinelops_demo": "true"}
+# The event types a declined and an accepted card payment send.
+DECLINED = ("charge.failed", "payment_intent.payment_failed")
+ACCEPTED = ("charge.succeeded", "payment_intent.succeeded")
 
 
-def _template(name: str) -> dict:
-    path = resources.files("sentinelops_pipelines.demo").joinpath("events", name)
-    return json.loads(path.read_text())
+def _templates() -> dict[str, str]:
+    """Each event type's template, read once per call (parsed afresh for every event)."""
+    folder = resources.files("sentinelops_pipelines.demo").joinpath("events")
+    return {kind: folder.joinpath(f"{kind}.json").read_text() for kind in DECLINED + ACCEPTED}
 
 
 def demo_events(now: datetime) -> list[dict]:
@@ -26,6 +30,7 @@ def demo_events(now: datetime) -> list[dict]:
     end = window_floor(now)
     start = end - timedelta(minutes=30)
     run = secrets.token_hex(4)
+    templates = _templates()
     events: list[dict] = []
     for w in range(6):
         spike = w >= 3
@@ -33,13 +38,8 @@ def demo_events(now: datetime) -> list[dict]:
         for p in range(attempts):
             at = start + w * WINDOW + timedelta(seconds=12 * p)
             pi = f"pi_demo_{run}_{w:02d}{p:02d}"
-            kinds = (
-                ("charge.failed", "payment_intent.payment_failed")
-                if p < failing
-                else ("charge.succeeded", "payment_intent.succeeded")
-            )
-            for kind in kinds:
-                event = _template(f"{kind}.json")
+            for kind in DECLINED if p < failing else ACCEPTED:
+                event = json.loads(templates[kind])
                 event["id"] = f"evt_demo_{run}_{len(events):06d}"
                 event["created"] = int(at.timestamp())
                 event["livemode"] = False

@@ -41,9 +41,9 @@ def announce(
     announced: list[tuple[int, str]],
     min_severity: str,
     late_after: timedelta,
-) -> dict[str, int]:
-    """Queue the notifications of a run's openings and escalations; returns how many incidents
-    were announced on their own and how many were found late."""
+) -> int:
+    """Queue the notifications of a run's openings and escalations; how many incidents were
+    found late."""
     opened = sorted({i for i, kind in announced if kind == "opened"})
     escalated = sorted({i for i, kind in announced if kind == "escalated"} - set(opened))
     params = {"opened": opened, "ids": opened + escalated, "late_after": late_after}
@@ -56,4 +56,4 @@ def announce(
         old = {"opened": [i for i in opened if i in late],
                "escalated": [i for i in escalated if i in late]}  # fmt: skip
         conn.execute(ENQUEUE_CATCH_UP, {**old, "min_severity": min_severity})
-    return {"announced": len(opened) + len(escalated) - len(late), "found_late": len(late)}
+    return len(late)

@@ -17,7 +17,7 @@ from dagster._core.instance.config import dagster_instance_config
 from psycopg import sql
 
 from sentinelops.postgres import ensure_dagster_database, with_database
-from sentinelops_pipelines.orphans import fail_orphaned_runs
+from sentinelops_pipelines.orphans import end_orphaned_runs
 
 ROOT = Path(__file__).resolve().parents[2]
 Status = dg.DagsterRunStatus
@@ -46,6 +46,10 @@ def status_of(instance: dg.DagsterInstance, run_id: str) -> dg.DagsterRunStatus:
     return run.status
 
 
+def ended(instance: dg.DagsterInstance) -> list[str]:
+    return [run.run_id for run in end_orphaned_runs(instance)]
+
+
 class TestFailOrphanedRuns:
     @pytest.fixture
     def instance(self, tmp_path: Path) -> Iterator[dg.DagsterInstance]:
@@ -56,18 +60,18 @@ class TestFailOrphanedRuns:
         started, starting = run_in(instance, Status.STARTED), run_in(instance, Status.STARTING)
         done, failed = run_in(instance, Status.SUCCESS), run_in(instance, Status.FAILURE)
 
-        assert sorted(fail_orphaned_runs(instance)) == sorted([started, starting])
+        assert sorted(ended(instance)) == sorted([started, starting])
 
         assert status_of(instance, started) == Status.FAILURE
         assert status_of(instance, starting) == Status.FAILURE
         assert status_of(instance, done) == Status.SUCCESS
         assert status_of(instance, failed) == Status.FAILURE
-        assert fail_orphaned_runs(instance) == []
+        assert ended(instance) == []
 
     def test_a_run_being_canceled_ends_canceled_so_it_is_not_retried(self, instance):
         canceling = run_in(instance, Status.CANCELING)
 
-        assert fail_orphaned_runs(instance) == [canceling]
+        assert ended(instance) == [canceling]
         assert status_of(instance, canceling) == Status.CANCELED
 
 
