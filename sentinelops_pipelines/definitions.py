@@ -20,6 +20,7 @@ from sentinelops_pipelines.jobs import (
     daily_summary_job,
     housekeeping_job,
     reconciliation_job,
+    rules_backtest_job,
     rules_job,
 )
 from sentinelops_pipelines.resources import PostgresResource, RulesResource
@@ -54,7 +55,14 @@ defs = dg.Definitions(
         evaluation_lag,
         notifications_delivered,
     ],
-    jobs=[rules_job, reconciliation_job, alerts_job, daily_summary_job, housekeeping_job],
+    jobs=[
+        rules_job,
+        reconciliation_job,
+        alerts_job,
+        daily_summary_job,
+        housekeeping_job,
+        rules_backtest_job,
+    ],
     schedules=[
         rules_schedule,
         reconciliation_schedule,
