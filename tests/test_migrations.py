@@ -328,3 +328,16 @@ class TestEachMigrationLeaves:
             "INSERT INTO notifications (kind, anomaly_id, severity) VALUES ('opened', %s, %s)"
         )
         assert refusal(scratch, notification, (anomaly_id, "critical")) == "CheckViolation"
+
+    def test_0008_amount_rollups_keep_the_squares_of_log_amounts(self, scratch):
+        older = (  # a row as rolled up before 0008: its squares stay unknown
+            "INSERT INTO window_amounts (currency, window_start, payments, amount_sum,"
+            " amount_max, max_event_id, log_amount_sum) VALUES ('eur', now(), 1, 5, 5, 'e', 1)"
+        )
+        assert refusal(scratch, older) is None
+        squares = "SELECT log_amount_sq_sum FROM window_amounts"
+        assert scratch.execute(squares).fetchone() == (None,)
+        scratch.execute("UPDATE window_amounts SET log_amount_sq_sum = 2.5")
+        assert scratch.execute(
+            "SELECT log_amount_sq_sum, pg_typeof(log_amount_sq_sum)::text FROM window_amounts"
+        ).fetchone() == (2.5, "double precision")

@@ -1,4 +1,5 @@
-"""Count spikes: refunds, disputes, churn, ... far above what their baselines expect."""
+"""Count spikes: refunds, disputes, churn, ... improbable under what their baselines expect
+(Poisson tail), where the expectation follows current volume when the rule says per what."""
 
 from __future__ import annotations
 
@@ -7,23 +8,52 @@ from datetime import timedelta
 from sentinelops_pipelines.rules.definitions import CountRule
 from sentinelops_pipelines.rules.metrics import LABELS, METRIC_TYPES
 from sentinelops_pipelines.rules.model import Finding, Window
+from sentinelops_pipelines.rules.significance import per_test, poisson_bound, poisson_sf, strength
+
+VOLUME_MINUTES = 120  # current volume is read over the last 2 hours, steadier than 30 minutes
+
+
+def expected_by_volume(rule: CountRule, w: Window, minutes: int) -> dict[str, float] | None:
+    """What the current volume predicts: the 30 days' count per unit of `rule.per`, times that
+    metric's current volume in the rule's window. None without a `per` or its history."""
+    if rule.per is None:
+        return None
+    history_volume = w.history_30d.get(rule.per, 0)
+    if history_volume <= 0:
+        return None
+    # The busier of the rule's own window and the last 2 hours: a sale ramping up shows in the
+    # former first, the latter is steadier.
+    volume = max(w.value(rule.per, minutes),
+                 w.value(rule.per, VOLUME_MINUTES) * minutes / VOLUME_MINUTES)  # fmt: skip
+    return {
+        "per": rule.per,
+        "volume": round(volume, 1),
+        "volume_last_2h": w.value(rule.per, VOLUME_MINUTES),
+        "expected": sum(w.history_30d.get(m, 0) for m in rule.metrics) / history_volume * volume,
+    }
 
 
 def count_spike(name: str, rule: CountRule, w: Window) -> list[Finding]:
     minutes = rule.window_minutes
     count = sum(w.value(m, minutes) for m in rule.metrics)
-    if count < rule.min_count:
+    first_ever = count > 0 and sum(w.history_30d.get(m, 0) for m in rule.metrics) == 0
+    noted = first_ever and rule.first_in_quiet_account is not None
+    if count < rule.min_count and not noted:
         return []
     baselines = {
         m: w.baseline(m, rule.min_same_hour_windows, rule.min_history_windows) for m in rule.metrics
     }
-    expected = sum(b.expected(minutes) for b in baselines.values())
+    by_clock = sum(b.expected(minutes) for b in baselines.values())
+    by_volume = expected_by_volume(rule, w, minutes)
+    expected = max(by_clock, by_volume["expected"] if by_volume else 0.0)
     # Which history a baseline comes from depends on the window's history, not the metric.
     kind = next(iter(baselines.values()))
-    floor = max(expected, rule.min_expected)
-    severity = rule.factors.severity(count / floor)
-    first_ever = sum(w.history_30d.get(m, 0) for m in rule.metrics) == 0
-    if severity is None and first_ever and rule.first_in_quiet_account:
+    judged = max(expected, rule.min_expected)
+    alpha = per_test(rule.false_alarms_per_day)
+    p_value = poisson_sf(count, judged)
+    how_far = min(strength(p_value, alpha), 999.0)
+    severity = rule.severity_at.severity(how_far) if count >= rule.min_count else None
+    if severity is None and noted:
         severity = rule.first_in_quiet_account
     if severity is None:
         return []
@@ -35,8 +65,15 @@ def count_spike(name: str, rule: CountRule, w: Window) -> list[Finding]:
         "count": count,
         "by_metric": {m: w.value(m, minutes) for m in rule.metrics},
         "window_minutes": minutes,
+        "p_value": float(f"{p_value:.3g}"),
+        "strength": round(how_far, 2),
+        "bound": poisson_bound(judged, alpha),
         "baseline": {
             "expected": round(expected, 3),
+            "by_clock": round(by_clock, 3),
+            "by_volume": (
+                {**by_volume, "expected": round(by_volume["expected"], 3)} if by_volume else None
+            ),
             "source": kind.source,
             "history_windows": kind.windows,
             "by_metric": {m: round(b.expected(minutes), 3) for m, b in baselines.items()},
@@ -45,7 +82,9 @@ def count_spike(name: str, rule: CountRule, w: Window) -> list[Finding]:
         "thresholds": {
             "min_count": rule.min_count,
             "min_expected": rule.min_expected,
-            "factors": rule.factors.model_dump(),
+            "false_alarms_per_day": rule.false_alarms_per_day,
+            "per_window_bound": float(f"{alpha:.3g}"),
+            "severity_at": rule.severity_at.model_dump(),
         },
     }
     # The events that illustrate it: the metrics' types, over the rule's window.
@@ -53,12 +92,7 @@ def count_spike(name: str, rule: CountRule, w: Window) -> list[Finding]:
     since = w.start - timedelta(minutes=minutes - 5)
     return [
         Finding.of_account(
-            name,
-            w.start,
-            severity,
-            title,
-            evidence=evidence,
-            sample_types=types,
+            name, w.start, severity, title, evidence=evidence, sample_types=types,
             sample_since=since,
         )
-    ]
+    ]  # fmt: skip

@@ -26,6 +26,7 @@ COUNTABLE = (
     "subscriptions_created",
     "payments_failed",
     "payment_attempts",
+    "payments_succeeded",
     "events",
 )
 
@@ -46,56 +47,78 @@ class _Rule(BaseModel):
         return hashlib.sha256(canonical.encode()).hexdigest()[:12]
 
 
-class Factors(BaseModel):
-    """Multiples of the baseline at which each severity starts."""
+class Strengths(BaseModel):
+    """How far past its bound a finding must be for each severity, in multiples of the bound's
+    surprise (log p / log bound): 1 is the bound itself, 2 its square."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
-    low: float = Field(gt=1)
-    medium: float
-    high: float
+    low: float = Field(default=1.0, ge=1)
+    medium: float = 2.0
+    high: float = 4.0
 
     @model_validator(mode="after")
-    def _ordered(self) -> Factors:
-        factors = [getattr(self, name) for name in LOWEST_FIRST]
-        if not all(a <= b for a, b in pairwise(factors)):
-            raise ValueError(f"factors must rise: {' <= '.join(LOWEST_FIRST)}")
+    def _ordered(self) -> Strengths:
+        levels = [getattr(self, name) for name in LOWEST_FIRST]
+        if not all(a <= b for a, b in pairwise(levels)):
+            raise ValueError(f"severity_at must rise: {' <= '.join(LOWEST_FIRST)}")
         return self
 
-    def severity(self, ratio: float) -> Severity | None:
+    def severity(self, strength: float) -> Severity | None:
         for name in HIGHEST_FIRST:
-            if ratio >= getattr(self, name):
+            if strength >= getattr(self, name):
                 return name
         return None
 
 
-class FailureRateRule(_Rule):
+class _Judged(_Rule):
+    """A rule that decides by how improbable a count is under its baseline."""
+
+    # Expected false alarms per day the rule may raise on ordinary traffic, spread over the
+    # 288 windows a day and the window lengths it judges (significance.per_test).
+    false_alarms_per_day: float = Field(default=0.02, gt=0, le=1)
+    severity_at: Strengths = Strengths()
+
+
+class FailureRateRule(_Judged):
     kind: Literal["failure_rate"]
-    min_attempts_5m: int = Field(ge=1)
-    min_attempts_30m: int = Field(ge=1)
-    rate_factor: float = Field(gt=1)  # the rate must reach baseline x this ...
-    min_rate_increase: float = Field(ge=0)  # ... and baseline + this ...
-    min_rate: float = Field(ge=0, le=1)  # ... and this, whatever the baseline
+    # Each window length is judged on its own: 5 minutes for a sudden break, 30 minutes and
+    # 2 hours for volumes too small to show it in 5.
+    window_minutes: list[Literal[5, 30, 120]] = Field(default=[5, 30, 120], min_length=1)
+    min_failed: int = Field(default=3, ge=1)  # never fewer failed payments than this
+    rate_factor: float = Field(gt=1)  # the rate must also reach baseline x this ...
+    min_rate_increase: float = Field(ge=0)  # ... and baseline + this
     min_baseline_attempts: int = Field(ge=1)
-    default_baseline_rate: float = Field(ge=0, le=1)
-    severity_both: Severity = "high"
-    severity_30m_only: Severity = "medium"
-    severity_5m_only: Severity = "low"
+    default_baseline_rate: float = Field(gt=0, lt=1)
+    # When the 5-minute window and a longer one both breach, the severity rises one level.
+    raise_on_agreement: bool = True
+    # A window breaches only while the next shorter one ending with it still fails (2 hours:
+    # the last 30 minutes; 30 minutes: the last 5): at least the rate above, with a
+    # probability under the usual rate of at most this.
+    still_failing_p: float = Field(default=0.1, gt=0, le=1)
 
 
-class CountRule(_Rule):
+class CountRule(_Judged):
     kind: Literal["count_spike"]
     metrics: list[Literal[COUNTABLE]] = Field(min_length=1)  # type: ignore[valid-type]
     window_minutes: Literal[5, 30] = 30
     min_count: int = Field(ge=1)
-    min_expected: float = Field(gt=0)  # floor for the baseline, so tiny baselines don't fire
-    factors: Factors
+    # Floor for the expected count, so a count against a near-empty history is not a surprise.
+    min_expected: float = Field(gt=0)
+    # Judge against current volume too: expected is at least the history's count per unit of
+    # this metric times its value over the last 2 hours (refunds grow with orders).
+    per: Literal[COUNTABLE] | None = None  # type: ignore[valid-type]
     first_in_quiet_account: Severity | None = None  # first one ever in 30 days
 
 
-class AmountRule(_Rule):
+class AmountRule(_Judged):
+    """The largest payment of a window against its currency's log-normal fit of 30 days;
+    `false_alarms_per_day` is the rule's, shared by the currencies judged in each window."""
+
     kind: Literal["amount_spike"]
-    min_history_payments: int = Field(ge=1)
-    factors: Factors
+    min_history_payments: int = Field(ge=1)  # history payments with a spread, per currency
+    # Never below this multiple of the geometric mean, so a tight currency (fixed prices)
+    # does not fire on a small excursion however improbable.
+    min_multiple: float = Field(default=3.0, ge=1)
 
 
 class IntegrityRule(_Rule):
@@ -105,16 +128,10 @@ class IntegrityRule(_Rule):
     severity_all_invalid: Severity = "high"
 
 
-class SilenceRule(_Rule):
+class SilenceRule(_Judged):
     kind: Literal["silence"]
     window_minutes: Literal[5, 30] = 30
-    min_expected: dict[Severity, float]  # expected events in the window for each severity
-
-    @model_validator(mode="after")
-    def _has_low(self) -> SilenceRule:
-        if LOWEST not in self.min_expected:
-            raise ValueError(f"min_expected needs at least a {LOWEST!r} threshold")
-        return self
+    min_expected: float = Field(gt=0)  # no finding where fewer events than this are expected
 
 
 class GapRule(_Rule):

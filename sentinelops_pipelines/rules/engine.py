@@ -1,8 +1,8 @@
 """One evaluation path for every rule: window -> decision -> finding.
 
 Each rule kind is a pure function of (name, definition, window), kept with its family:
-payments.py, counts.py, webhook.py. Windowing, baselines (model.py), evidence bookkeeping and
-idempotency live outside the kinds, so no rule re-implements them.
+payments.py, amounts.py, counts.py, webhook.py. Windowing, baselines (model.py), evidence
+bookkeeping and idempotency live outside the kinds, so no rule re-implements them.
 """
 
 from __future__ import annotations
@@ -10,10 +10,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from sentinelops_pipelines.rules.amounts import amount_spike
 from sentinelops_pipelines.rules.counts import count_spike
 from sentinelops_pipelines.rules.definitions import RuleDefinition
 from sentinelops_pipelines.rules.model import Finding, Window
-from sentinelops_pipelines.rules.payments import amount_spike, failure_rate
+from sentinelops_pipelines.rules.payments import failure_rate
 from sentinelops_pipelines.rules.webhook import integrity, silence
 
 

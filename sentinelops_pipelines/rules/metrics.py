@@ -22,6 +22,7 @@ LABELS = {
     "subscriptions_created": "new subscriptions",
     "payments_failed": "failed payments",
     "payment_attempts": "payment attempts",
+    "payments_succeeded": "successful payments",
     "events": "events",
 }
 

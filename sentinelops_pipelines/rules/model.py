@@ -37,7 +37,11 @@ class History:
 
 @dataclass(frozen=True)
 class AmountWindow:
-    """Successful payments of one currency in the window, with 30-day history from the rollup."""
+    """Successful payments of one currency in the window, with 30-day history from the rollup.
+
+    The `spread_*` sums rest only on history rows that carry the sum of squared log amounts
+    (rolled up since migration 0008): `spread_payments` payments in `spread_windows` windows,
+    with the sums of ln(amount) and ln(amount)² over them. Zero when no such row exists yet."""
 
     currency: str
     payments: int
@@ -47,6 +51,10 @@ class AmountWindow:
     history_amount: int
     history_log_amount: float
     history_windows: int
+    spread_payments: int = 0
+    spread_windows: int = 0
+    spread_log_amount: float = 0.0
+    spread_log_amount_sq: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -59,13 +67,20 @@ class Window:
     same_hour: dict[str, int]  # sums over the same hour of week, previous four weeks
     windows_same_hour: int
     amounts: list[AmountWindow] = field(default_factory=list)
+    # The 24 windows ending with this one: payments only (attempts, failed, succeeded).
+    last_2h: dict[str, int] = field(default_factory=dict)
+    # The same hour of week's median week, times its windows (events only): not moved by one
+    # unusual week.
+    same_hour_typical: dict[str, int] = field(default_factory=dict)
 
     @property
     def end(self) -> datetime:
         return self.start + WINDOW
 
     def value(self, metric: str, minutes: int = 5) -> int:
-        return (self.last_30m if minutes == 30 else self.current).get(metric, 0)
+        """The metric over the `minutes` (5, 30 or 120) ending with this window."""
+        sums = {5: self.current, 30: self.last_30m, 120: self.last_2h}
+        return sums[minutes].get(metric, 0)
 
     def history(
         self,

@@ -1,70 +1,126 @@
-"""Payment rules: the failure rate against its usual level, and payments far above the average
-of their currency."""
+"""Payment rules: the failure rate against its usual level, judged by how improbable the failed
+count is among the window's attempts (binomial tail), over 5 minutes, 30 minutes and 2 hours."""
 
 from __future__ import annotations
 
 import math
 from datetime import timedelta
+from typing import Any
 
-from sentinelops.money import format_amount
-from sentinelops_pipelines.rules.definitions import AmountRule, FailureRateRule
+from sentinelops.severity import LOWEST_FIRST
+from sentinelops_pipelines.rules.definitions import FailureRateRule
 from sentinelops_pipelines.rules.metrics import FAILURE_TYPES, percent
 from sentinelops_pipelines.rules.model import Finding, Severity, Window
+from sentinelops_pipelines.rules.significance import (
+    binomial_bound,
+    binomial_sf,
+    per_test,
+    strength,
+)
 
 
 def _rate(failed: int, attempts: int) -> float:
     return failed / attempts if attempts else 0.0
 
 
-def failure_rate(name: str, rule: FailureRateRule, w: Window) -> list[Finding]:
-    # A rate rests on attempts, not windows: any 30 days holding min_baseline_attempts attempts
-    # will do (min_history_windows is not applied), else the rule's default for a new account.
+def baseline_rate(rule: FailureRateRule, w: Window) -> tuple[float, str, int]:
+    """The usual failure rate, where it comes from and how many attempts it rests on."""
+    # A rate rests on attempts: the same hour of week, else any 30 days, holding at least
+    # min_baseline_attempts of them; else the rule's default for a new account.
     history = w.history(
-        rule.min_same_hour_windows, 0, {"payment_attempts": rule.min_baseline_attempts}
+        rule.min_same_hour_windows, rule.min_history_windows,
+        {"payment_attempts": rule.min_baseline_attempts},
+    )  # fmt: skip
+    if history is None:
+        return rule.default_baseline_rate, "default", 0
+    failed, attempts = (history.totals.get(m, 0) for m in ("payments_failed", "payment_attempts"))
+    return _rate(failed, attempts), history.source, attempts
+
+
+def _effect(rule: FailureRateRule, base: float) -> float:
+    """The smallest failure rate worth an alarm, however significant a smaller one is."""
+    return max(base * rule.rate_factor, base + rule.min_rate_increase)
+
+
+def judge_window(
+    rule: FailureRateRule, base: float, attempts: int, failed: int, alpha: float
+) -> dict[str, Any]:
+    """One window's verdict: the failed count it would take to breach (`bound`), the count's
+    probability under the usual rate, and how far past the bound it is."""
+    # A rate of exactly zero or one would make every failure (or none) infinitely surprising.
+    p_rate = min(max(base, 0.001), 0.999)
+    needed = [rule.min_failed, math.ceil(attempts * _effect(rule, base) - 1e-9)]
+    significant = binomial_bound(attempts, p_rate, alpha)
+    bound = None if significant is None else max(significant, *needed)
+    p_value = binomial_sf(failed, attempts, p_rate)
+    return {
+        "attempts": attempts,
+        "failed": failed,
+        "rate": round(_rate(failed, attempts), 4),
+        "expected_failed": round(attempts * base, 2),
+        "bound": bound,
+        "p_value": float(f"{p_value:.3g}"),
+        "strength": round(min(strength(p_value, alpha), 999.0), 2),
+        "breached": bound is not None and attempts > 0 and failed >= bound,
+    }
+
+
+def _still_failing(rule: FailureRateRule, base: float, w: Window, minutes: int) -> bool:
+    attempts, failed = w.value("payment_attempts", minutes), w.value("payments_failed", minutes)
+    return (
+        _rate(failed, attempts) >= _effect(rule, base)
+        and binomial_sf(failed, attempts, base) <= rule.still_failing_p
     )
-    base, source = rule.default_baseline_rate, "default"
-    if history is not None:
-        failed, attempts = (
-            history.totals.get(m, 0) for m in ("payments_failed", "payment_attempts")
+
+
+def failure_rate(name: str, rule: FailureRateRule, w: Window) -> list[Finding]:
+    base, source, base_attempts = baseline_rate(rule, w)
+    alpha = per_test(rule.false_alarms_per_day, len(rule.window_minutes))
+    observed = {
+        f"{m}m": judge_window(
+            rule, base, w.value("payment_attempts", m), w.value("payments_failed", m), alpha
         )
-        base, source = _rate(failed, attempts), history.source
-    threshold = max(rule.min_rate, base * rule.rate_factor, base + rule.min_rate_increase)
-    observed = {}
-    for minutes, minimum in ((30, rule.min_attempts_30m), (5, rule.min_attempts_5m)):
-        attempts = w.value("payment_attempts", minutes)
-        failed = w.value("payments_failed", minutes)
-        observed[f"{minutes}m"] = {
-            "attempts": attempts,
-            "failed": failed,
-            "rate": round(_rate(failed, attempts), 4),
-            "breached": attempts >= minimum and _rate(failed, attempts) >= threshold,
-        }
-    long, short = observed["30m"]["breached"], observed["5m"]["breached"]
-    if not (long or short):
+        for m in sorted(rule.window_minutes)
+    }
+    # A long window remembers failures for its whole length: it breaches only while the shorter
+    # window ending with it still fails beyond chance, so an incident ends when failures do.
+    lengths = sorted(rule.window_minutes)
+    recent = {f"{long}m": _still_failing(rule, base, w, short)
+              for short, long in zip(lengths, lengths[1:], strict=False)}  # fmt: skip
+    breached = [k for k, v in observed.items() if v["breached"] and recent.get(k, True)]
+    if not breached:
         return []
-    severity: Severity = (
-        rule.severity_both
-        if long and short
-        else rule.severity_30m_only
-        if long
-        else rule.severity_5m_only
-    )
-    shown = observed["30m"] if long else observed["5m"]
+    strongest = max(breached, key=lambda key: observed[key]["strength"])
+    severity = rule.severity_at.severity(observed[strongest]["strength"])
+    if severity is None:
+        return []
+    agree = "5m" in breached and len(breached) > 1
+    if agree and rule.raise_on_agreement:
+        severity = _one_up(severity)
+    shown = observed[strongest]
+    minutes = int(strongest.removesuffix("m"))
     title = (
-        f"Payment failure rate {percent(shown['rate'])} over {'30' if long else '5'} min"
+        f"Payment failure rate {percent(shown['rate'])} over {_span(minutes)}"
         f" ({shown['failed']} of {shown['attempts']} payments; usual {percent(base)})"
     )
     evidence = {
         "windows": observed,
-        "baseline": {"rate": round(base, 4), "source": source},
+        "breached_windows": breached,
+        "recent_window_still_failing": recent,
+        "decided_by": strongest,
+        "baseline": {"rate": round(base, 4), "source": source, "attempts": base_attempts},
         "thresholds": {
-            "rate": round(threshold, 4),
-            "min_attempts_30m": rule.min_attempts_30m,
-            "min_attempts_5m": rule.min_attempts_5m,
+            "false_alarms_per_day": rule.false_alarms_per_day,
+            "per_window_bound": float(f"{alpha:.3g}"),
+            "rate_factor": rule.rate_factor,
+            "min_rate_increase": rule.min_rate_increase,
+            "min_failed": rule.min_failed,
+            "severity_at": rule.severity_at.model_dump(),
         },
     }
-    # The failed payments that illustrate it, over the window that breached (30 or 5 minutes).
-    since = w.start - timedelta(minutes=25) if long else w.start
+    # The failed payments that illustrate it, over the longest window that breached.
+    longest = max(int(key.removesuffix("m")) for key in breached)
+    since = w.start - timedelta(minutes=longest - 5)
     return [
         Finding.of_account(
             name, w.start, severity, title, evidence=evidence, sample_types=FAILURE_TYPES,
@@ -73,47 +129,9 @@ def failure_rate(name: str, rule: FailureRateRule, w: Window) -> list[Finding]:
     ]  # fmt: skip
 
 
-def amount_spike(name: str, rule: AmountRule, w: Window) -> list[Finding]:
-    findings = []
-    for a in w.amounts:
-        if a.history_payments < rule.min_history_payments:
-            continue
-        if a.history_windows < rule.min_history_windows:
-            continue
-        average = a.history_amount / a.history_payments
-        severity = rule.factors.severity(a.amount_max / average) if average > 0 else None
-        if severity is None:
-            continue
-        geometric = math.exp(a.history_log_amount / a.history_payments)
-        multiple = a.amount_max / average
-        findings.append(
-            Finding(
-                rule=name,
-                scope=a.currency,
-                severity=severity,
-                window_start=w.start,
-                title=(
-                    f"A payment of {format_amount(a.amount_max, a.currency)} is {multiple:.1f}x"
-                    f" the 30-day average of {format_amount(average, a.currency)}"
-                ),
-                evidence={
-                    "currency": a.currency,
-                    "amount": a.amount_max,
-                    "event_id": a.max_event_id,
-                    "multiple_of_average": round(multiple, 2),
-                    "baseline": {
-                        "average": round(average, 2),
-                        "geometric_mean": round(geometric, 2),
-                        "payments": a.history_payments,
-                        "windows": a.history_windows,
-                        "source": "30_day_average",
-                    },
-                    "thresholds": {
-                        "factors": rule.factors.model_dump(),
-                        "min_history_payments": rule.min_history_payments,
-                    },
-                    "sample_event_ids": [a.max_event_id],
-                },
-            )
-        )
-    return findings
+def _one_up(severity: Severity) -> Severity:
+    return LOWEST_FIRST[min(LOWEST_FIRST.index(severity) + 1, len(LOWEST_FIRST) - 1)]
+
+
+def _span(minutes: int) -> str:
+    return f"{minutes // 60} h" if minutes >= 60 else f"{minutes} min"

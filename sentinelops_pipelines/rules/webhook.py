@@ -3,10 +3,12 @@
 
 from __future__ import annotations
 
-from sentinelops.severity import LOWEST_FIRST
+import math
+
 from sentinelops_pipelines.rules.definitions import IntegrityRule, SilenceRule
 from sentinelops_pipelines.rules.metrics import percent
 from sentinelops_pipelines.rules.model import Finding, Severity, Window
+from sentinelops_pipelines.rules.significance import per_test, strength
 
 
 def integrity(name: str, rule: IntegrityRule, w: Window) -> list[Finding]:
@@ -40,28 +42,40 @@ def silence(name: str, rule: SilenceRule, w: Window) -> list[Finding]:
         return []
     baseline = w.baseline("events", rule.min_same_hour_windows, rule.min_history_windows)
     expected = baseline.expected(minutes)
-    severity = None
-    for level in LOWEST_FIRST:
-        if level in rule.min_expected and expected >= rule.min_expected[level]:  # type: ignore[index]
-            severity = level
+    if baseline.source == "same_hour_of_week" and "events" in w.same_hour_typical:
+        # One busy week (a card-testing night, a sale) must not make its hour look silent for
+        # the next four weeks: expect no more than the median week did.
+        typical = w.same_hour_typical["events"] / w.windows_same_hour * minutes / 5
+        expected = min(expected, typical)
+    if expected < rule.min_expected:
+        return []
+    # No event at all where `expected` arrive at random: probability exp(-expected).
+    alpha = per_test(rule.false_alarms_per_day)
+    p_none = math.exp(-expected)
+    how_far = min(strength(p_none, alpha), 999.0)
+    severity = rule.severity_at.severity(how_far)
     if severity is None:
         return []
     return [
-        Finding(
-            rule=name,
-            scope="all",
-            severity=severity,
-            window_start=w.start,  # type: ignore[arg-type]
-            title=f"No Stripe events for {minutes} min where about {expected:.0f} are expected",
+        Finding.of_account(
+            name, w.start, severity,
+            f"No Stripe events for {minutes} min where about {expected:.0f} are expected",
             evidence={
                 "events": 0,
                 "window_minutes": minutes,
+                "p_value": float(f"{p_none:.3g}"),
+                "strength": round(how_far, 2),
                 "baseline": {
                     "expected": round(expected, 2),
                     "source": baseline.source,
                     "history_windows": baseline.windows,
                 },
-                "thresholds": {"min_expected": rule.min_expected},
+                "thresholds": {
+                    "min_expected": rule.min_expected,
+                    "false_alarms_per_day": rule.false_alarms_per_day,
+                    "per_window_bound": float(f"{alpha:.3g}"),
+                    "severity_at": rule.severity_at.model_dump(),
+                },
             },
         )
-    ]
+    ]  # fmt: skip

@@ -107,9 +107,10 @@ payments AS (
      ORDER BY window_start, payment_key, amount DESC, id
 )
 INSERT INTO window_amounts
-       (currency, window_start, payments, amount_sum, amount_max, max_event_id, log_amount_sum)
+       (currency, window_start, payments, amount_sum, amount_max, max_event_id, log_amount_sum,
+        log_amount_sq_sum)
 SELECT currency, window_start, count(*), sum(amount), max(amount),
-       (array_agg(id ORDER BY amount DESC, id))[1], sum(ln(amount))
+       (array_agg(id ORDER BY amount DESC, id))[1], sum(ln(amount)), sum(ln(amount) ^ 2)
   FROM payments GROUP BY currency, window_start
 """
 
@@ -128,41 +129,53 @@ def roll_up(conn: Connection, start: datetime, end: datetime) -> dict[str, int]:
     return {"windows": windows, "currency_windows": amounts, "events": int(events[0])}  # type: ignore[index]
 
 
-def _columns(template: str) -> sql.Composable:
-    return sql.SQL(", ").join(sql.SQL(template.format(m=m)) for m in METRICS)
+# The rules read 2-hour sums of payments only (the failure rate, the volume refunds follow).
+METRICS_2H = ("payment_attempts", "payments_failed", "payments_succeeded")
+METRICS_TYPICAL = ("events",)  # the same hour of week's median week, for silence
 
 
-# For each window in range: its own values, the 30-minute sums ending with it, the 30 days
-# before it, and the same hour of week in the four weeks before it.
+def _columns(template: str, metrics: tuple[str, ...] = METRICS) -> sql.Composable:
+    return sql.SQL(", ").join(sql.SQL(template.format(m=m)) for m in metrics)
+
+
+# For each window in range: its own values, the 30-minute and 2-hour sums ending with it, the
+# 30 days before it, and the same hour of week in the four weeks before it.
 WINDOWS = sql.SQL("""
 WITH span AS (
     SELECT * FROM window_metrics
      WHERE window_start >= %(start)s::timestamptz - interval '30 days'
        AND window_start < %(end)s
 ),
+-- The 30 days first, on the narrow rows: its frame of 8,640 rows slides over a tuplestore that
+-- must stay in memory (spilled, every row re-reads the frame's head from disk).
+thirty AS (
+    SELECT span.*, {sum_30d}, count(*) OVER d30 AS windows_30d
+      FROM span
+    WINDOW d30 AS (ORDER BY window_start
+                   RANGE BETWEEN interval '30 days' PRECEDING AND {step} PRECEDING)
+),
 rolled AS (
     SELECT window_start, rolled_snapshot::text AS rolled_snapshot,
-           {current}, {sum_30m}, {sum_30d},
-           count(*) OVER d30 AS windows_30d
-      FROM span
+           {current}, {sum_30m}, {sum_2h}, {cols_30d}, windows_30d
+      FROM thirty
     WINDOW m30 AS (ORDER BY window_start
                    RANGE BETWEEN interval '25 minutes' PRECEDING AND CURRENT ROW),
-           d30 AS (ORDER BY window_start
-                   RANGE BETWEEN interval '30 days' PRECEDING AND {step} PRECEDING)
+           h2 AS (ORDER BY window_start
+                  RANGE BETWEEN interval '115 minutes' PRECEDING AND CURRENT ROW)
 ),
 hourly AS (
     SELECT date_trunc('hour', window_start) AS hour, count(*) AS n, {hourly}
       FROM span GROUP BY 1
 ),
 same_hour AS (
-    SELECT r.window_start, sum(h.n) AS windows_same_hour, {sum_how}
+    SELECT r.window_start, sum(h.n) AS windows_same_hour, {sum_how}, {typical_how}
       FROM rolled r
       CROSS JOIN generate_series(1, 4) AS k
       JOIN hourly h ON h.hour = date_trunc('hour', r.window_start) - k * interval '7 days'
      WHERE r.window_start >= %(start)s
      GROUP BY r.window_start
 )
-SELECT r.*, coalesce(s.windows_same_hour, 0) AS windows_same_hour, {how_cols}
+SELECT r.*, coalesce(s.windows_same_hour, 0) AS windows_same_hour, {how_cols}, {typical_cols}
   FROM rolled r LEFT JOIN same_hour s USING (window_start)
  WHERE r.window_start >= %(start)s
  ORDER BY r.window_start
@@ -170,12 +183,25 @@ SELECT r.*, coalesce(s.windows_same_hour, 0) AS windows_same_hour, {how_cols}
     step=sql.SQL(STEP),
     current=_columns("{m}"),
     sum_30m=_columns("sum({m}) OVER m30 AS {m}_30m"),
+    sum_2h=_columns("sum({m}) OVER h2 AS {m}_2h", METRICS_2H),
     sum_30d=_columns("coalesce(sum({m}) OVER d30, 0) AS {m}_30d"),
+    cols_30d=_columns("{m}_30d"),
     hourly=_columns("sum({m}) AS {m}"),
     sum_how=_columns("sum(h.{m}) AS {m}_how"),
+    # The median week's level times the windows: one unusual week (an incident, a sale) does
+    # not move it. Silence reads it: an expectation of traffic must not rest on one busy week.
+    typical_how=_columns(
+        "round(percentile_cont(0.5) WITHIN GROUP (ORDER BY h.{m}::float8 / h.n) * sum(h.n))"
+        "::bigint AS {m}_typical",
+        METRICS_TYPICAL,
+    ),
+    typical_cols=_columns("coalesce(s.{m}_typical, 0) AS {m}_typical", METRICS_TYPICAL),
     how_cols=_columns("coalesce(s.{m}_how, 0) AS {m}_how"),
 )
 
+# The spread of log amounts rests only on rows rolled up since migration 0008 (older ones have
+# no squares); sums over numeric, so the sliding 30-day frame subtracts exactly what it added.
+SPREAD = "log_amount_sq_sum IS NOT NULL"
 AMOUNTS = f"""
 WITH span AS (
     SELECT * FROM window_amounts
@@ -186,7 +212,13 @@ rolled AS (
            coalesce(sum(payments) OVER d30, 0) AS history_payments,
            coalesce(sum(amount_sum) OVER d30, 0) AS history_amount,
            coalesce(sum(log_amount_sum::numeric) OVER d30, 0) AS history_log_amount,
-           count(*) OVER d30 AS history_windows
+           count(*) OVER d30 AS history_windows,
+           coalesce(sum(payments) FILTER (WHERE {SPREAD}) OVER d30, 0) AS spread_payments,
+           count(*) FILTER (WHERE {SPREAD}) OVER d30 AS spread_windows,
+           coalesce(sum(log_amount_sum::numeric) FILTER (WHERE {SPREAD}) OVER d30, 0)
+               AS spread_log_amount,
+           coalesce(sum(log_amount_sq_sum::numeric) FILTER (WHERE {SPREAD}) OVER d30, 0)
+               AS spread_log_amount_sq
       FROM span
     WINDOW d30 AS (PARTITION BY currency ORDER BY window_start
                    RANGE BETWEEN interval '30 days' PRECEDING AND {STEP} PRECEDING)
@@ -232,6 +264,10 @@ def load_windows_for_evaluation(
                     history_amount=int(row["history_amount"]),
                     history_log_amount=float(row["history_log_amount"]),
                     history_windows=int(row["history_windows"]),
+                    spread_payments=int(row["spread_payments"]),
+                    spread_windows=int(row["spread_windows"]),
+                    spread_log_amount=float(row["spread_log_amount"]),
+                    spread_log_amount_sq=float(row["spread_log_amount_sq"]),
                 )
             )
         rows = cur.execute(WINDOWS, params).fetchall()
@@ -241,9 +277,11 @@ def load_windows_for_evaluation(
             start=row["window_start"],
             current={m: int(row[m]) for m in METRICS},
             last_30m={m: int(row[f"{m}_30m"]) for m in METRICS},
+            last_2h={m: int(row[f"{m}_2h"]) for m in METRICS_2H},
             history_30d={m: int(row[f"{m}_30d"]) for m in METRICS},
             windows_30d=int(row["windows_30d"]),
             same_hour={m: int(row[f"{m}_how"]) for m in METRICS},
+            same_hour_typical={m: int(row[f"{m}_typical"]) for m in METRICS_TYPICAL},
             windows_same_hour=int(row["windows_same_hour"]),
             amounts=amounts.get(row["window_start"], []),
         )

@@ -124,7 +124,7 @@ class TestIncidents:
     def test_consecutive_windows_extend_and_severity_only_rises(self, database_url, db):
         # 5-minute-only breach first (low), then a sustained one (30 minutes: high).
         streams.store(database_url, streams.normal_traffic(T0, hours=2))
-        streams.store(database_url, streams.failure_spike(T0 + timedelta(minutes=60), 5, 10, 3))
+        streams.store(database_url, streams.failure_spike(T0 + timedelta(minutes=60), 5, 10, 6))
         run_range(database_url, T0, T0 + timedelta(minutes=60))
         assert [r[2] for r in anomaly_rows(db)] == ["low"]
         streams.store(database_url, streams.failure_spike(T0 + timedelta(minutes=65), 25))

@@ -1,0 +1,116 @@
+"""How surprising a count is: upper tails of the binomial, Poisson and normal distributions, and
+the per-test bound a daily false-alarm budget allows.
+
+A rule judged every 5 minutes makes 288 decisions a day per window length it looks at (and per
+scope); `per_test` spreads the rule's daily budget of false alarms over them, so the chance of a
+false alarm does not grow with traffic or with the number of windows evaluated (a Bonferroni
+bound: overlapping windows are correlated, which only makes it stricter than it says).
+
+Pure math: sums of terms in log space, exact for the counts a window can hold.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+DECISIONS_PER_DAY = 288  # 5-minute windows
+
+
+def per_test(budget_per_day: float, decisions_per_window: int = 1) -> float:
+    """The tail probability one decision may reach so that all of a day's decisions together
+    raise at most `budget_per_day` false alarms on average."""
+    return budget_per_day / (DECISIONS_PER_DAY * max(decisions_per_window, 1))
+
+
+def _log_tail(
+    first_log_term: float, next_ratio: Callable[[int], float], start: int, stop: int | None
+) -> float:
+    """log of sum_{k=start}^{stop} term(k), given log term(start) and term(k+1)/term(k)."""
+    total, log_term, k = 1.0, 0.0, start
+    while stop is None or k < stop:
+        ratio = next_ratio(k)
+        if ratio <= 0:
+            break
+        log_term += math.log(ratio)
+        term = math.exp(log_term)
+        total += term
+        k += 1
+        if term < total * 1e-17 and ratio < 1:
+            break
+    return first_log_term + math.log(total)
+
+
+def binomial_sf(k: int, n: int, p: float) -> float:
+    """P(X >= k) for X ~ Binomial(n, p)."""
+    if k <= 0:
+        return 1.0
+    if k > n:
+        return 0.0
+    if p <= 0:
+        return 0.0
+    if p >= 1:
+        return 1.0
+    log_first = (
+        math.lgamma(n + 1) - math.lgamma(k + 1) - math.lgamma(n - k + 1)
+        + k * math.log(p) + (n - k) * math.log1p(-p)
+    )  # fmt: skip
+    odds = p / (1 - p)
+    return min(1.0, math.exp(_log_tail(log_first, lambda j: (n - j) / (j + 1) * odds, k, n)))
+
+
+def poisson_sf(k: int, mean: float) -> float:
+    """P(X >= k) for X ~ Poisson(mean)."""
+    if k <= 0:
+        return 1.0
+    if mean <= 0:
+        return 0.0
+    log_first = k * math.log(mean) - mean - math.lgamma(k + 1)
+    return min(1.0, math.exp(_log_tail(log_first, lambda j: mean / (j + 1), k, None)))
+
+
+def normal_sf(z: float) -> float:
+    """P(Z >= z) for a standard normal Z."""
+    return 0.5 * math.erfc(z / math.sqrt(2))
+
+
+def strength(p_value: float, bound: float) -> float:
+    """How far past the bound a tail probability is, in multiples of the bound's surprise:
+    1.0 at the bound, 2.0 at its square (log p / log bound); 0 when p is 1."""
+    if p_value <= 0:
+        return math.inf
+    return math.log(p_value) / math.log(bound) if p_value < 1 else 0.0
+
+
+def binomial_bound(n: int, p: float, alpha: float) -> int | None:
+    """The smallest count k with P(X >= k) <= alpha among n trials at rate p (None: not even
+    all n would be that surprising)."""
+    if n <= 0:
+        return None
+    lo, hi = max(1, math.floor(n * p)), n
+    if binomial_sf(hi, n, p) > alpha:
+        return None
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if binomial_sf(mid, n, p) <= alpha:
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
+
+
+def poisson_bound(mean: float, alpha: float) -> int:
+    """The smallest count k with P(X >= k) <= alpha for a Poisson count of this mean."""
+    k = max(1, math.floor(mean))
+    step = max(1, int(math.sqrt(mean)) + 1)
+    hi = k
+    while poisson_sf(hi, mean) > alpha:
+        hi += step
+    lo = k
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if poisson_sf(mid, mean) <= alpha:
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
