@@ -1,0 +1,165 @@
+"""Detection benchmark: does each rule find the incidents a merchant must hear about, and stay
+quiet on ordinary traffic, at every volume?
+
+    uv run python benchmarks/detection.py [--shapes small,medium,large] [--seed N]
+        [--rules FILE] [--list-false] [--database-url URL]
+
+Per shape (tests/merchants.py: small ~100 payments a day, medium ~2,000 with daily and weekly
+seasonality and growth, large ~30,000), a deterministic 60-day stream for `--seed` (tune on 1,
+hold out 2) is COPY'd into a scratch `sentinelops_bench_detection` database (migrated, dropped at
+the end; on --database-url's server, else DATABASE_URL's, else the machine's PostgreSQL). The
+product's own code then judges it: `metrics.roll_up` over the 60 days, and for each day of the
+evaluated month `metrics.load_windows_for_evaluation`, `engine.evaluate` of every enabled rule of
+the rule book (--rules, else the packaged rules.toml) and `anomalies.record` in lock order,
+committed per day. The anomalies are matched to the injected incidents (definitions are printed).
+Not a test: nothing is asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.merchants
+
+import psycopg
+from detection_report import DEFINITIONS, Anomaly, Score, print_shape, print_summary, score
+from psycopg import sql
+from psycopg.conninfo import make_conninfo
+
+from sentinelops.db import migrate
+from sentinelops.postgres import with_database
+from sentinelops_pipelines.rules.definitions import RuleBook, load_rules
+from sentinelops_pipelines.rules.engine import evaluate
+from sentinelops_pipelines.storage import anomalies, metrics
+from tests.merchants import DAYS, EVALUATED_FROM, SHAPES, START, Stream, generate, load
+
+SCRATCH_DB = "sentinelops_bench_detection"
+MACHINE_DB = "postgresql://postgres@127.0.0.1:5432/postgres"
+STATEMENT_TIMEOUT_MS = 15 * 60 * 1000
+RESET = (
+    "TRUNCATE stripe_events, webhook_rejections, window_metrics, window_amounts,"
+    " anomalies CASCADE"
+)  # scratch data only
+SECONDARY_INDEXES = """
+SELECT indexname, indexdef FROM pg_indexes
+ WHERE schemaname = 'public' AND tablename = 'stripe_events' AND indexname <> 'stripe_events_pkey'
+"""
+ANOMALIES = """
+SELECT rule, scope, severity, window_start, window_end, title FROM anomalies
+ ORDER BY window_start, rule, scope
+"""
+
+
+@contextmanager
+def scratch_database(server_url: str) -> Iterator[str]:
+    """A freshly migrated SCRATCH_DB on that server, dropped afterwards."""
+    admin = with_database(server_url, "postgres")
+
+    def drop_and(create: bool) -> None:
+        name = sql.Identifier(SCRATCH_DB)
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(name))
+            if create:
+                conn.execute(sql.SQL("CREATE DATABASE {}").format(name))
+
+    drop_and(create=True)
+    url = with_database(server_url, SCRATCH_DB)
+    migrate(url)
+    try:
+        yield make_conninfo(url, options=f"-c statement_timeout={STATEMENT_TIMEOUT_MS}")
+    finally:
+        drop_and(create=False)
+
+
+def load_stream(url: str, stream: Stream) -> int:
+    """Replace the scratch data with the stream: COPY FREEZE into the truncated table with its
+    secondary indexes dropped, the indexes rebuilt from their own definitions, VACUUM ANALYZE."""
+    with psycopg.connect(url) as conn:
+        conn.execute(RESET)
+        indexes = conn.execute(SECONDARY_INDEXES).fetchall()
+        for name, _ in indexes:
+            conn.execute(sql.SQL("DROP INDEX {}").format(sql.Identifier(name)))
+        events = load(conn, stream, freeze=True)
+        conn.execute("SET maintenance_work_mem = '512MB'")  # this session's index builds only
+        for _, definition in indexes:
+            conn.execute(definition)
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("VACUUM ANALYZE")
+    return events
+
+
+def roll_up(url: str) -> None:
+    """The rollups of all 60 days, a day per statement (as a backfill would)."""
+    with psycopg.connect(url) as conn:
+        for day in range(DAYS):
+            start = START + timedelta(days=day)
+            metrics.roll_up(conn, start, start + timedelta(days=1))
+            conn.commit()
+
+
+def judge(url: str, book: RuleBook) -> list[Anomaly]:
+    """Every enabled rule over the evaluated month, a day at a time; the anomalies recorded."""
+    quiet_gap = timedelta(minutes=book.quiet_gap_minutes)
+    enabled = book.enabled()
+    with psycopg.connect(url) as conn:
+        for day in range(30):
+            s = EVALUATED_FROM + timedelta(days=day)
+            windows, _ = metrics.load_windows_for_evaluation(conn, s, s + timedelta(days=1))
+            findings = [f for w in windows for name, d in enabled.items()
+                        for f in evaluate(name, d, w)]  # fmt: skip
+            announced: list[tuple[int, str]] = []
+            for finding in anomalies.in_lock_order(findings):
+                anomalies.record(conn, finding, quiet_gap, "medium", announced)
+            conn.commit()
+        return [Anomaly(*row) for row in conn.execute(ANOMALIES).fetchall()]
+
+
+def run_shape(url: str, name: str, seed: int, book: RuleBook) -> Score:
+    stream = generate(SHAPES[name], seed)
+    timings, t0 = {}, time.perf_counter()
+    events = load_stream(url, stream)
+    timings["load"] = (t1 := time.perf_counter()) - t0
+    roll_up(url)
+    timings["rollup"] = (t2 := time.perf_counter()) - t1
+    found = judge(url, book)
+    timings["evaluate"] = time.perf_counter() - t2
+    result = score(name, stream.incidents, stream.benign, found)
+    result.timings, result.events = timings, events
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--shapes", default="small,medium,large")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--rules", default=None, help="a rules TOML file (default: packaged)")
+    parser.add_argument("--list-false", action="store_true", help="print false alarms' titles")
+    parser.add_argument("--database-url", default=os.environ.get("DATABASE_URL") or MACHINE_DB)
+    args = parser.parse_args()
+    shapes = [s.strip() for s in args.shapes.split(",") if s.strip()]
+    if unknown := [s for s in shapes if s not in SHAPES]:
+        parser.error(f"unknown shapes {unknown}; choose from {', '.join(SHAPES)}")
+    book = load_rules(args.rules)
+    role = {1: "tuning seed", 2: "held-out seed"}.get(args.seed, "other seed")
+    print(f"detection benchmark: seed {args.seed} ({role}); rules {args.rules or 'rules.toml'}")
+    print(f"shapes {', '.join(shapes)}; evaluated month {EVALUATED_FROM:%Y-%m-%d} .. +30 days,"
+          f" after 30 days of history\n")  # fmt: skip
+    print(DEFINITIONS)
+    started, scores = time.perf_counter(), []
+    with scratch_database(args.database_url) as url:
+        for name in shapes:
+            scores.append(run_shape(url, name, args.seed, book))
+            print_shape(scores[-1], args.list_false)
+    print_summary(scores)
+    print(f"total {time.perf_counter() - started:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
