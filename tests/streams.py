@@ -98,3 +98,42 @@ def row(e: dict, received_at: datetime | None = None) -> tuple:
 def store(url: str, events: list[dict], received_at: datetime | None = None) -> None:
     with psycopg.connect(url) as conn, conn.cursor() as cur:
         cur.executemany(INSERT, [row(e, received_at) for e in events])
+
+
+def declined_payment(
+    at: datetime, n: str, *, failure_code: str | None = "card_declined",
+    decline_code: str | None = "generic_decline", amount: int = 1099, currency: str = "usd",
+    fingerprint: str | None = None, customer: str | None = None,
+) -> list[dict]:  # fmt: skip
+    """A failed card payment with its codes, amount, card and customer: the charge and its
+    PaymentIntent's last_payment_error agree, as Stripe sends them. The card keeps the
+    fixture's fingerprint unless one is given."""
+    charge = _event("charge.failed.json", at, id=f"ch_{n}", payment_intent=f"pi_{n}",
+                    amount=amount, currency=currency, customer=customer,
+                    failure_code=failure_code)  # fmt: skip
+    charge["data"]["object"]["outcome"]["reason"] = decline_code
+    if fingerprint is not None:
+        charge["data"]["object"]["payment_method_details"]["card"]["fingerprint"] = fingerprint
+    error = {"type": "card_error", "code": failure_code, "decline_code": decline_code}
+    intent = _event("payment_intent.payment_failed.json", at + timedelta(seconds=1), id=f"pi_{n}",
+                    amount=amount, currency=currency, customer=customer,
+                    last_payment_error=error)  # fmt: skip
+    return [charge, intent]
+
+
+def reasoned_refund(at: datetime, n: str, reason: str | None, amount: int = 100) -> list[dict]:
+    """A refund with its reason: charge.refunded listing the refund, and refund.created (Stripe's
+    example refund object in the charge.refunded envelope), both about the charge `ch_r{n}`."""
+    refund = {**fixture_event("raw/refund.json"), "id": f"re_{n}", "charge": f"ch_r{n}",
+              "reason": reason, "amount": amount}  # fmt: skip
+    charge = _event("charge.refunded.json", at, id=f"ch_r{n}", amount=amount,
+                    amount_refunded=amount)  # fmt: skip
+    charge["data"]["object"]["refunds"]["data"] = [refund]
+    created = _event("charge.refunded.json", at + timedelta(seconds=1))
+    created["type"] = "refund.created"
+    created["data"]["object"] = copy.deepcopy(refund)
+    return [charge, created]
+
+
+def reasoned_dispute(at: datetime, n: str, reason: str, amount: int = 1000) -> list[dict]:
+    return [_event("charge.dispute.created.json", at, id=f"dp_{n}", reason=reason, amount=amount)]

@@ -17,6 +17,7 @@ from sentinelops_pipelines.resources import PostgresResource, RulesResource
 from sentinelops_pipelines.rules.engine import evaluate
 from sentinelops_pipelines.storage import anomalies as anomaly_sql
 from sentinelops_pipelines.storage import catch_up
+from sentinelops_pipelines.storage import diagnosis as diagnosis_sql
 from sentinelops_pipelines.storage import metrics as metrics_sql
 
 # What makes `group:rules` one run over any partition range: one group, the shared 5-minute
@@ -71,6 +72,8 @@ def anomalies(
             for name, definition in enabled.items()
             for finding in evaluate(name, definition, w)
         ]
+        # What kind of spike each one is, from its breaching span's raw events only.
+        findings = [diagnosis_sql.diagnosed(conn, f, enabled[f.rule]) for f in findings]
         for finding in anomaly_sql.in_lock_order(findings):
             outcome = anomaly_sql.record(conn, finding, gap, notify_from, announced)
             outcomes[outcome] += 1

@@ -44,13 +44,22 @@ VALUES (%(rule)s, %(scope)s, %(severity)s, %(title)s, %(start)s, %(end)s, %(evid
 RETURNING id
 """
 
-EXTEND_ANOMALY = """
+# An incident opened before its kind could be told (too few failures yet) takes the first
+# diagnosis that tells it, at the same severity: the title should say card testing once the
+# events do, not only when it escalates.
+UNCLASSIFIED = (
+    "coalesce(evidence #>> '{diagnosis,classification}', 'unclassified') = 'unclassified'"
+)
+
+EXTEND_ANOMALY = f"""
 UPDATE anomalies
    SET window_start = least(window_start, %(start)s),
        window_end = greatest(window_end, %(end)s),
        severity = %(severity)s,
-       title = CASE WHEN %(escalated)s THEN %(title)s ELSE title END,
-       evidence = CASE WHEN %(escalated)s THEN %(evidence)s ELSE evidence END
+       title = CASE WHEN %(escalated)s OR %(refines)s AND {UNCLASSIFIED} THEN %(title)s
+                    ELSE title END,
+       evidence = CASE WHEN %(escalated)s OR %(refines)s AND {UNCLASSIFIED} THEN %(evidence)s
+                       ELSE evidence END
                   || jsonb_build_object('windows_breached',
                          (SELECT count(*) FROM anomaly_windows WHERE anomaly_id = %(id)s)),
        updated_at = now()
@@ -174,9 +183,11 @@ def record(
 def _extend(conn: Connection, anomaly_id: int, severity: str, finding: Finding,
             evidence: dict, start: object, end: object) -> Outcome:  # fmt: skip
     escalated = rank(finding.severity) > rank(severity)
+    kind = finding.evidence.get("diagnosis", {}).get("classification")
     conn.execute(
         EXTEND_ANOMALY,
         {"id": anomaly_id, "start": start, "end": end, "escalated": escalated,
+         "refines": kind not in (None, "unclassified") and finding.severity == severity,
          "severity": higher(finding.severity, severity), "title": finding.title,
          "evidence": Jsonb(evidence)},
     )  # fmt: skip
