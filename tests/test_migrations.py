@@ -341,3 +341,10 @@ class TestEachMigrationLeaves:
         assert scratch.execute(
             "SELECT log_amount_sq_sum, pg_typeof(log_amount_sq_sum)::text FROM window_amounts"
         ).fetchone() == (2.5, "double precision")
+
+    def test_0009_failed_payments_with_processing_errors_are_counted_apart(self, scratch):
+        scratch.execute("INSERT INTO window_metrics (window_start) VALUES (now())")
+        assert scratch.execute(
+            "SELECT payments_failed_processing FROM window_metrics"
+        ).fetchone() == (0,)
+        assert refusal(scratch, "UPDATE window_metrics SET payments_failed_processing = NULL")

@@ -25,6 +25,7 @@ COUNTABLE = (
     "invoice_payments_failed",
     "subscriptions_created",
     "payments_failed",
+    "payments_failed_processing",
     "payment_attempts",
     "payments_succeeded",
     "events",
@@ -79,6 +80,27 @@ class _Judged(_Rule):
     severity_at: Strengths = Strengths()
 
 
+class FailureDiagnosis(BaseModel):
+    """How a failure spike's raw events are classified (rules/diagnosis.py)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    min_failed: int = Field(default=10, ge=1)  # fewer failed attempts are described, not named
+    # Card testing: the median failed attempt is small (units of the currency, or a rough
+    # equivalent where a unit is worth little) on cards that are nearly all different.
+    small_amount: float = Field(default=2.0, gt=0)
+    small_amount_by_currency: dict[str, float] = Field(
+        default_factory=lambda: {"jpy": 300.0, "krw": 3000.0}
+    )
+    distinct_card_share: float = Field(default=0.8, gt=0, le=1)
+    min_card_coverage: float = Field(default=0.5, ge=0, le=1)  # failed attempts with a known card
+    # One code this dominant among failures is one cause (a processor), not many cards' reasons.
+    dominant_code_share: float = Field(default=0.6, gt=0, le=1)
+
+    def small(self, currency: str) -> float:
+        """The largest amount, in units of the currency, that card testing is taken to use."""
+        return self.small_amount_by_currency.get(currency.lower(), self.small_amount)
+
+
 class FailureRateRule(_Judged):
     kind: Literal["failure_rate"]
     # Each window length is judged on its own: 5 minutes for a sudden break, 30 minutes and
@@ -89,12 +111,16 @@ class FailureRateRule(_Judged):
     min_rate_increase: float = Field(ge=0)  # ... and baseline + this
     min_baseline_attempts: int = Field(ge=1)
     default_baseline_rate: float = Field(gt=0, lt=1)
+    # Failures with processing errors are judged on their own, against their usual rate but
+    # never one under this (history rolled up before migration 0009 has none counted).
+    min_processing_rate: float = Field(default=0.002, gt=0, lt=1)
     # When the 5-minute window and a longer one both breach, the severity rises one level.
     raise_on_agreement: bool = True
     # A window breaches only while the next shorter one ending with it still fails (2 hours:
     # the last 30 minutes; 30 minutes: the last 5): at least the rate above, with a
     # probability under the usual rate of at most this.
-    still_failing_p: float = Field(default=0.1, gt=0, le=1)
+    still_failing_p: float = Field(default=0.01, gt=0, le=1)
+    diagnosis: FailureDiagnosis = FailureDiagnosis()
 
 
 class CountRule(_Judged):
@@ -108,6 +134,8 @@ class CountRule(_Judged):
     # this metric times its value over the last 2 hours (refunds grow with orders).
     per: Literal[COUNTABLE] | None = None  # type: ignore[valid-type]
     first_in_quiet_account: Severity | None = None  # first one ever in 30 days
+    # A refund or dispute reason this common among them names the spike in its title.
+    main_reason_share: float = Field(default=0.5, gt=0, le=1)
 
 
 class AmountRule(_Judged):

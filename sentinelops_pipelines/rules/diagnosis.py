@@ -16,25 +16,12 @@ from typing import Any, Literal
 
 from sentinelops.money import format_amount, format_major, major_units
 from sentinelops.windows import WINDOW
-from sentinelops_pipelines.rules.metrics import percent
+from sentinelops_pipelines.rules.definitions import FailureDiagnosis
+from sentinelops_pipelines.rules.metrics import PROCESSING_CODES, percent
 from sentinelops_pipelines.rules.model import Finding
 
 TOP = 5  # codes and reasons listed by name; the rest are summed as "other"
 NO_CODE = "unknown"  # how an attempt whose events carry no code is listed
-MIN_FAILED = 10  # fewer failed attempts than this are described, not classified
-# Card testing: most failed attempts (the median) are small, on cards that are nearly all
-# different. Small is 2 units of the currency, or a rough equivalent where a unit is worth little.
-SMALL_AMOUNT = 2.0
-SMALL_AMOUNT_BY_CURRENCY = {"jpy": 300.0, "krw": 3000.0}
-DISTINCT_CARD_SHARE = 0.8
-MIN_CARD_COVERAGE = 0.5  # the share of failed attempts whose card is known, to judge cards
-# One code this dominant among failures says it is one cause, not many cards' own reasons.
-DOMINANT_SHARE = 0.6
-# Failures that come from the path to the bank, not from the card or its holder.
-PROCESSING_CODES = frozenset(
-    {"processing_error", "api_connection_error", "issuer_not_available", "try_again_later",
-     "reenter_transaction"}
-)  # fmt: skip
 # What an issuer answers about a card (Stripe's decline codes, and the charge's failure codes).
 ISSUER_DECLINE_CODES = frozenset(
     """approve_with_id call_issuer card_declined card_not_supported card_velocity_exceeded
@@ -48,7 +35,8 @@ ISSUER_DECLINE_CODES = frozenset(
     service_not_allowed stolen_card stop_payment_order testmode_decline transaction_not_allowed
     withdrawal_count_limit_exceeded""".split()
 )
-MAIN_REASON_SHARE = 0.5  # a refund or dispute reason this common names the spike
+
+DEFAULTS = FailureDiagnosis()
 
 Classification = Literal["card_testing", "processor_outage", "issuer_declines", "unclassified"]
 
@@ -151,11 +139,6 @@ def span(finding: Finding) -> tuple[datetime, datetime]:
     return finding.sample_since or finding.window_start, finding.window_start + WINDOW
 
 
-def small_amount(currency: str) -> float:
-    """The largest amount, in units of the currency, that card testing is taken to use."""
-    return SMALL_AMOUNT_BY_CURRENCY.get(currency.lower(), SMALL_AMOUNT)
-
-
 def _share(n: int, total: int) -> float:
     return n / total if total else 0.0
 
@@ -164,37 +147,37 @@ def _in_ten(share: float) -> str:
     return "all" if share >= 1 else f"{min(9, max(1, round(share * 10)))} in 10"
 
 
-def _card_testing(s: FailureStats) -> Verdict | None:
+def _card_testing(s: FailureStats, p: FailureDiagnosis) -> Verdict | None:
     a, cards = s.amounts, s.distinct_card_share
     if a.currency is None or a.median is None or a.most_common is None or cards is None:
         return None
-    if major_units(a.median, a.currency) > small_amount(a.currency):
+    if major_units(a.median, a.currency) > p.small(a.currency):
         return None
-    if _share(s.with_card, s.failed) < MIN_CARD_COVERAGE or cards < DISTINCT_CARD_SHARE:
+    if _share(s.with_card, s.failed) < p.min_card_coverage or cards < p.distinct_card_share:
         return None
     common = a.most_common_share
     where = (f"{_in_ten(common)} at {a.formatted(a.most_common)}" if common >= 0.5
              else f"median {a.formatted(a.median)}")  # fmt: skip
     reason = (
         f"{s.failed} failed attempts at a median of {a.formatted(a.median)}, small (at most"
-        f" {format_major(small_amount(a.currency), a.currency)}), {percent(common)} of them at"
+        f" {format_major(p.small(a.currency), a.currency)}), {percent(common)} of them at"
         f" {a.formatted(a.most_common)}; {percent(cards)} of the {s.with_card} with a known card"
-        f" on distinct cards (card testing from {percent(DISTINCT_CARD_SHARE)})"
+        f" on distinct cards (card testing from {percent(p.distinct_card_share)})"
     )
     title = f"Card testing suspected: {s.failed} of {s.attempts} attempts declined, {where}"
     return Verdict("card_testing", reason, title)
 
 
-def _outage(s: FailureStats) -> Verdict | None:
+def _outage(s: FailureStats, p: FailureDiagnosis) -> Verdict | None:
     for codes in (s.failure_codes, s.decline_codes):
         code, n = codes.leading
-        if code in PROCESSING_CODES and _share(n, s.failed) >= DOMINANT_SHARE:
+        if code in PROCESSING_CODES and _share(n, s.failed) >= p.dominant_code_share:
             median = s.amounts.median
             amounts = (f"; median failed amount {s.amounts.formatted(median)}"
                        if median is not None else "")  # fmt: skip
             reason = (
                 f"{code} took {n} of {s.failed} failed attempts ({percent(_share(n, s.failed))};"
-                f" one processing code at {percent(DOMINANT_SHARE)} or more points to the"
+                f" one processing code at {percent(p.dominant_code_share)} or more points to the"
                 f" processor or the integration, not the cards){amounts}"
             )
             title = (f"Processor outage suspected: {n} of {s.attempts} attempts failed"
@@ -203,7 +186,7 @@ def _outage(s: FailureStats) -> Verdict | None:
     return None
 
 
-def _issuer(s: FailureStats) -> Verdict:
+def _issuer(s: FailureStats, p: FailureDiagnosis) -> Verdict:
     # Decline codes say the issuer's reason; the charge's failure code stands in without them.
     codes = s.decline_codes
     if codes.known < s.failed / 2:
@@ -220,9 +203,10 @@ def _issuer(s: FailureStats) -> Verdict:
     listed = ", ".join(f"{c} {k}" for c, k in named) + more
     title = f"Issuer declines: {s.failed} of {s.attempts} attempts declined ({listed})"
     share = _share(n, s.failed)
-    if share < DOMINANT_SHARE:
+    if share < p.dominant_code_share:
         reason = (
-            f"no code took {percent(DOMINANT_SHARE)} of the {s.failed} failed attempts (the most"
+            f"no code took {percent(p.dominant_code_share)} of the {s.failed} failed attempts"
+            f" (the most"
             f" common, {code}, took {n}): declines spread over the issuers' own reasons"
         )
         return Verdict("issuer_declines", reason, title)
@@ -235,15 +219,15 @@ def _issuer(s: FailureStats) -> Verdict:
     return Verdict("unclassified", reason, None)
 
 
-def classify_failures(s: FailureStats) -> Verdict:
+def classify_failures(s: FailureStats, p: FailureDiagnosis = DEFAULTS) -> Verdict:
     """Card testing, then a processor outage, then issuer declines; else unclassified."""
-    if s.failed < MIN_FAILED:
+    if s.failed < p.min_failed:
         return Verdict(
             "unclassified",
-            f"{s.failed} failed attempts are too few to classify (at least {MIN_FAILED})",
+            f"{s.failed} failed attempts are too few to classify (at least {p.min_failed})",
             None,
         )
-    return _card_testing(s) or _outage(s) or _issuer(s)
+    return _card_testing(s, p) or _outage(s, p) or _issuer(s, p)
 
 
 def _span_evidence(finding: Finding) -> dict[str, str]:
@@ -251,10 +235,12 @@ def _span_evidence(finding: Finding) -> dict[str, str]:
     return {"since": since.isoformat(), "until": end.isoformat()}
 
 
-def with_failure_diagnosis(finding: Finding, s: FailureStats) -> Finding:
+def with_failure_diagnosis(
+    finding: Finding, s: FailureStats, p: FailureDiagnosis = DEFAULTS
+) -> Finding:
     """The finding with its failures diagnosed: evidence["diagnosis"], and a title that names
     the kind of failure where it is classified."""
-    verdict = classify_failures(s)
+    verdict = classify_failures(s, p)
     diagnosis = {
         "of": "payment_failures",
         **_span_evidence(finding),
@@ -271,21 +257,23 @@ def with_failure_diagnosis(finding: Finding, s: FailureStats) -> Finding:
             "distinct_share": _rounded(s.distinct_customer_share),
         },
         "thresholds": {
-            "min_failed": MIN_FAILED,
-            "small_amount": small_amount(s.amounts.currency or ""),
-            "distinct_card_share": DISTINCT_CARD_SHARE,
-            "dominant_code_share": DOMINANT_SHARE,
+            "min_failed": p.min_failed,
+            "small_amount": p.small(s.amounts.currency or ""),
+            "distinct_card_share": p.distinct_card_share,
+            "dominant_code_share": p.dominant_code_share,
         },
     }
     return replace(finding, title=verdict.title or finding.title,
                    evidence={**finding.evidence, "diagnosis": diagnosis})  # fmt: skip
 
 
-def with_reason_diagnosis(finding: Finding, s: ReasonStats, of: str) -> Finding:
+def with_reason_diagnosis(
+    finding: Finding, s: ReasonStats, of: str, main_share: float = 0.5
+) -> Finding:
     """A refund or dispute finding with its reasons and amounts; the title gains the main
-    reason where one covers at least MAIN_REASON_SHARE of them."""
+    reason where one covers at least `main_share` of them."""
     reason, n = s.reasons.leading
-    main = reason if reason is not None and _share(n, s.count) >= MAIN_REASON_SHARE else None
+    main = reason if reason is not None and _share(n, s.count) >= main_share else None
     diagnosis = {
         "of": of,
         **_span_evidence(finding),
@@ -293,7 +281,7 @@ def with_reason_diagnosis(finding: Finding, s: ReasonStats, of: str) -> Finding:
         "main_reason": main,
         "reasons": s.reasons.evidence(),
         "amounts": s.amounts.evidence(),
-        "thresholds": {"main_reason_share": MAIN_REASON_SHARE},
+        "thresholds": {"main_reason_share": main_share},
     }
     title = finding.title
     if main is not None:

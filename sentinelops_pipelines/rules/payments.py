@@ -1,9 +1,11 @@
 """Payment rules: the failure rate against its usual level, judged by how improbable the failed
-count is among the window's attempts (binomial tail), over 5 minutes, 30 minutes and 2 hours."""
+count is among the window's attempts (binomial tail), over 5 minutes, 30 minutes and 2 hours;
+and the same for failures with processing errors, which ordinary traffic rarely has."""
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -23,8 +25,11 @@ def _rate(failed: int, attempts: int) -> float:
     return failed / attempts if attempts else 0.0
 
 
-def baseline_rate(rule: FailureRateRule, w: Window) -> tuple[float, str, int]:
-    """The usual failure rate, where it comes from and how many attempts it rests on."""
+def baseline_rate(
+    rule: FailureRateRule, w: Window, metric: str = "payments_failed"
+) -> tuple[float, str, int]:
+    """The usual rate of `metric` among attempts, where it comes from and how many attempts it
+    rests on."""
     # A rate rests on attempts: the same hour of week, else any 30 days, holding at least
     # min_baseline_attempts of them; else the rule's default for a new account.
     history = w.history(
@@ -32,8 +37,9 @@ def baseline_rate(rule: FailureRateRule, w: Window) -> tuple[float, str, int]:
         {"payment_attempts": rule.min_baseline_attempts},
     )  # fmt: skip
     if history is None:
-        return rule.default_baseline_rate, "default", 0
-    failed, attempts = (history.totals.get(m, 0) for m in ("payments_failed", "payment_attempts"))
+        default = rule.default_baseline_rate if metric == "payments_failed" else 0.0
+        return default, "default", 0
+    failed, attempts = (history.totals.get(m, 0) for m in (metric, "payment_attempts"))
     return _rate(failed, attempts), history.source, attempts
 
 
@@ -43,13 +49,14 @@ def _effect(rule: FailureRateRule, base: float) -> float:
 
 
 def judge_window(
-    rule: FailureRateRule, base: float, attempts: int, failed: int, alpha: float
+    rule: FailureRateRule, base: float, effect: float, attempts: int, failed: int, alpha: float
 ) -> dict[str, Any]:
-    """One window's verdict: the failed count it would take to breach (`bound`), the count's
-    probability under the usual rate, and how far past the bound it is."""
+    """One window's verdict: the failed count it would take to breach (`bound`: past chance
+    and at least the `effect` rate), the count's probability under the usual rate, and how far
+    past the bound it is."""
     # A rate of exactly zero or one would make every failure (or none) infinitely surprising.
-    p_rate = min(max(base, 0.001), 0.999)
-    needed = [rule.min_failed, math.ceil(attempts * _effect(rule, base) - 1e-9)]
+    p_rate = min(max(base, 1e-4), 0.999)
+    needed = [rule.min_failed, math.ceil(attempts * effect - 1e-9)]
     significant = binomial_bound(attempts, p_rate, alpha)
     bound = None if significant is None else max(significant, *needed)
     p_value = binomial_sf(failed, attempts, p_rate)
@@ -65,49 +72,93 @@ def judge_window(
     }
 
 
-def _still_failing(rule: FailureRateRule, base: float, w: Window, minutes: int) -> bool:
-    attempts, failed = w.value("payment_attempts", minutes), w.value("payments_failed", minutes)
-    return (
-        _rate(failed, attempts) >= _effect(rule, base)
-        and binomial_sf(failed, attempts, base) <= rule.still_failing_p
-    )
+@dataclass(frozen=True)
+class Judged:
+    """One measure (all failures, or processing errors) over every window length."""
+
+    base: float
+    windows: dict[str, dict[str, Any]]
+    still_failing: dict[str, bool]  # longer windows: does the next shorter one still fail?
+
+    @property
+    def breached(self) -> list[str]:
+        return [
+            k for k, v in self.windows.items() if v["breached"] and self.still_failing.get(k, True)
+        ]
+
+
+def judge(rule: FailureRateRule, w: Window, metric: str, base: float, effect: float,
+          alpha: float) -> Judged:  # fmt: skip
+    lengths = sorted(rule.window_minutes)
+    windows = {
+        f"{m}m": judge_window(
+            rule, base, effect, w.value("payment_attempts", m), w.value(metric, m), alpha
+        )
+        for m in lengths
+    }
+
+    # A long window remembers failures for its whole length: it breaches only while the shorter
+    # window ending with it still fails beyond chance, so an incident ends when failures do.
+    def still(minutes: int) -> bool:
+        attempts, failed = w.value("payment_attempts", minutes), w.value(metric, minutes)
+        return (
+            _rate(failed, attempts) >= effect
+            and binomial_sf(failed, attempts, max(base, 1e-4)) <= rule.still_failing_p
+        )
+
+    recent = {f"{long}m": still(short) for short, long in zip(lengths, lengths[1:], strict=False)}
+    return Judged(base, windows, recent)
 
 
 def failure_rate(name: str, rule: FailureRateRule, w: Window) -> list[Finding]:
     base, source, base_attempts = baseline_rate(rule, w)
-    alpha = per_test(rule.false_alarms_per_day, len(rule.window_minutes))
-    observed = {
-        f"{m}m": judge_window(
-            rule, base, w.value("payment_attempts", m), w.value("payments_failed", m), alpha
-        )
-        for m in sorted(rule.window_minutes)
-    }
-    # A long window remembers failures for its whole length: it breaches only while the shorter
-    # window ending with it still fails beyond chance, so an incident ends when failures do.
-    lengths = sorted(rule.window_minutes)
-    recent = {f"{long}m": _still_failing(rule, base, w, short)
-              for short, long in zip(lengths, lengths[1:], strict=False)}  # fmt: skip
-    breached = [k for k, v in observed.items() if v["breached"] and recent.get(k, True)]
-    if not breached:
+    # Failures on the path to the bank (processing_error, ...) are rare on ordinary traffic, so
+    # a handful of them among a small shop's attempts already says the processor is down.
+    processing_base = max(
+        baseline_rate(rule, w, "payments_failed_processing")[0], rule.min_processing_rate
+    )
+    alpha = per_test(rule.false_alarms_per_day, 2 * len(rule.window_minutes))
+    failed = judge(rule, w, "payments_failed", base, _effect(rule, base), alpha)
+    processing = judge(rule, w, "payments_failed_processing", processing_base,
+                       processing_base * rule.rate_factor, alpha)  # fmt: skip
+    verdicts = [(failed.windows[k], k, "failed") for k in failed.breached] + [
+        (processing.windows[k], k, "processing") for k in processing.breached
+    ]
+    if not verdicts:
         return []
-    strongest = max(breached, key=lambda key: observed[key]["strength"])
-    severity = rule.severity_at.severity(observed[strongest]["strength"])
+    shown, strongest, measure = max(verdicts, key=lambda v: v[0]["strength"])
+    severity = rule.severity_at.severity(shown["strength"])
     if severity is None:
         return []
-    agree = "5m" in breached and len(breached) > 1
-    if agree and rule.raise_on_agreement:
+    breached = sorted({k for _, k, _ in verdicts}, key=lambda k: int(k.removesuffix("m")))
+    if "5m" in breached and len(breached) > 1 and rule.raise_on_agreement:
         severity = _one_up(severity)
-    shown = observed[strongest]
     minutes = int(strongest.removesuffix("m"))
-    title = (
-        f"Payment failure rate {percent(shown['rate'])} over {_span(minutes)}"
-        f" ({shown['failed']} of {shown['attempts']} payments; usual {percent(base)})"
-    )
+    if measure == "processing":
+        title = (
+            f"Payments failing with processing errors: {shown['failed']} of"
+            f" {shown['attempts']} over {_span(minutes)} (usual {percent(processing_base, 1)})"
+        )
+    else:
+        title = (
+            f"Payment failure rate {percent(shown['rate'])} over {_span(minutes)}"
+            f" ({shown['failed']} of {shown['attempts']} payments; usual {percent(base)})"
+        )
     evidence = {
-        "windows": observed,
+        # The window that decided first: what an alert's fields show.
+        "observed": {
+            "window": _span(minutes),
+            "of": "processing errors" if measure == "processing" else "all failures",
+            **{k: v for k, v in shown.items() if k != "breached"},
+        },
+        "windows": failed.windows,
+        "processing_errors": {
+            "windows": processing.windows,
+            "baseline_rate": round(processing_base, 5),
+            "recent_window_still_failing": processing.still_failing,
+        },
         "breached_windows": breached,
-        "recent_window_still_failing": recent,
-        "decided_by": strongest,
+        "recent_window_still_failing": failed.still_failing,
         "baseline": {"rate": round(base, 4), "source": source, "attempts": base_attempts},
         "thresholds": {
             "false_alarms_per_day": rule.false_alarms_per_day,
@@ -115,12 +166,12 @@ def failure_rate(name: str, rule: FailureRateRule, w: Window) -> list[Finding]:
             "rate_factor": rule.rate_factor,
             "min_rate_increase": rule.min_rate_increase,
             "min_failed": rule.min_failed,
+            "min_processing_rate": rule.min_processing_rate,
             "severity_at": rule.severity_at.model_dump(),
         },
     }
     # The failed payments that illustrate it, over the longest window that breached.
-    longest = max(int(key.removesuffix("m")) for key in breached)
-    since = w.start - timedelta(minutes=longest - 5)
+    since = w.start - timedelta(minutes=int(breached[-1].removesuffix("m")) - 5)
     return [
         Finding.of_account(
             name, w.start, severity, title, evidence=evidence, sample_types=FAILURE_TYPES,

@@ -190,9 +190,10 @@ def diagnosed(conn: Connection, finding: Finding, rule: RuleDefinition) -> Findi
     and refund or dispute spikes; any other finding as it is."""
     since, end = diagnosis.span(finding)
     if isinstance(rule, FailureRateRule):
-        return diagnosis.with_failure_diagnosis(finding, failure_stats(conn, since, end))
+        failures = failure_stats(conn, since, end)
+        return diagnosis.with_failure_diagnosis(finding, failures, rule.diagnosis)
     if isinstance(rule, CountRule) and len(rule.metrics) == 1 and rule.metrics[0] in REASONED:
         metric = rule.metrics[0]
         stats = reason_stats(conn, METRIC_TYPES[metric], since, end)
-        return diagnosis.with_reason_diagnosis(finding, stats, metric)
+        return diagnosis.with_reason_diagnosis(finding, stats, metric, rule.main_reason_share)
     return finding

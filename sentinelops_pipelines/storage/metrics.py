@@ -13,10 +13,12 @@ from psycopg import Connection, sql
 from psycopg.rows import dict_row
 
 from sentinelops.windows import BIN, STEP
+from sentinelops_pipelines.rules.metrics import PROCESSING_CODES
 from sentinelops_pipelines.rules.model import AmountWindow, Window
 
 METRICS = (
-    "payment_attempts", "payments_failed", "payments_succeeded", "refunds", "disputes",
+    "payment_attempts", "payments_failed", "payments_failed_processing", "payments_succeeded",
+    "refunds", "disputes",
     "subscriptions_created", "subscriptions_cancelled", "invoice_payments_failed",
     "events", "events_received", "invalid_attempts",
 )  # fmt: skip
@@ -37,11 +39,19 @@ ev AS (
            CASE WHEN type = 'refund.created' THEN payload #>> '{{data,object,charge}}'
                 ELSE payload #>> '{{data,object,id}}' END AS object_key,
            lower(payload #>> '{{data,object,currency}}') AS currency,
+           ARRAY[coalesce(payload #>> '{{data,object,failure_code}}',
+                          payload #>> '{{data,object,last_payment_error,code}}'),
+                 coalesce(payload #>> '{{data,object,outcome,reason}}',
+                          payload #>> '{{data,object,last_payment_error,decline_code}}')]
+               AS codes,
            coalesce(payload #>> '{{data,object,amount_received}}',
                     payload #>> '{{data,object,amount}}')::bigint AS amount
       FROM stripe_events
      WHERE created >= %(start)s AND created < %(end)s
 )"""
+
+# Codes are Stripe's own identifiers (no quotes), so the array is written into the statement.
+PROCESSING = "ARRAY[" + ", ".join(f"'{code}'" for code in sorted(PROCESSING_CODES)) + "]::text[]"
 
 ROLL_UP_METRICS = f"""
 WITH {EVENTS_IN_RANGE},
@@ -56,6 +66,9 @@ by_created AS (
                AS payment_attempts,
            count(DISTINCT payment_key) FILTER (WHERE type IN ('charge.failed',
                'payment_intent.payment_failed')) AS payments_failed,
+           count(DISTINCT payment_key) FILTER (WHERE type IN ('charge.failed',
+               'payment_intent.payment_failed') AND codes && {PROCESSING})
+               AS payments_failed_processing,
            count(DISTINCT payment_key) FILTER (WHERE type IN ('charge.succeeded',
                'payment_intent.succeeded')) AS payments_succeeded,
            count(DISTINCT object_key) FILTER (WHERE type IN ('charge.refunded', 'refund.created'))
@@ -130,7 +143,9 @@ def roll_up(conn: Connection, start: datetime, end: datetime) -> dict[str, int]:
 
 
 # The rules read 2-hour sums of payments only (the failure rate, the volume refunds follow).
-METRICS_2H = ("payment_attempts", "payments_failed", "payments_succeeded")
+METRICS_2H = (
+    "payment_attempts", "payments_failed", "payments_failed_processing", "payments_succeeded"
+)  # fmt: skip
 METRICS_TYPICAL = ("events",)  # the same hour of week's median week, for silence
 
 

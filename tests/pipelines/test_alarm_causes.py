@@ -46,6 +46,25 @@ def test_floors_no_longer_hide_a_small_shops_outage():
                                                    payments(2, 1), SMALL_SHOP)) is None  # fmt: skip
 
 
+def test_a_small_shops_processor_outage_is_told_by_its_codes():
+    # Over 2 hours 5 of 10 attempts failed. As ordinary declines (4% usual) that is a count
+    # chance shows now and then; as processing errors (0.1% usual, 3 in 30 days) it is not.
+    history = {**SMALL_SHOP, "payments_failed_processing": 3}
+    recent = {"payment_attempts": 2, "payments_failed": 1}
+
+    def two_hours(processing: int) -> Window:
+        last_2h = {**payments(10, 5), "payments_failed_processing": processing}
+        last_30m = {**payments(4, 3), "payments_failed_processing": min(processing, 3)}
+        return window(recent, last_30m, last_2h, history)
+
+    assert verdict("payment_failure_spike", two_hours(processing=0)) is None
+    (finding,) = evaluate("payment_failure_spike", BOOK.rules["payment_failure_spike"],
+                          two_hours(processing=5))  # fmt: skip
+    assert finding.severity in ("medium", "high")
+    assert finding.evidence["observed"]["of"] == "processing errors"
+    assert finding.title.startswith("Payments failing with processing errors: 5 of 10 over 2 h")
+
+
 MEDIUM_SHOP = payments(60_000, 2400)  # ~2,000 payments a day, 4% declined
 
 

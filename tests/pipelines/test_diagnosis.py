@@ -348,6 +348,19 @@ def test_classification(s, expected):
     assert re.search(r"\d", verdict.reason)  # a reason always carries its numbers
 
 
+def test_the_classification_thresholds_are_read_from_the_rules_file(tmp_path):
+    from sentinelops_pipelines.rules.definitions import default_rules_text, load_rules
+
+    stricter = tmp_path / "rules.toml"
+    stricter.write_text(
+        default_rules_text().replace("distinct_card_share = 0.8", "distinct_card_share = 0.95")
+    )
+    rule = load_rules(stricter).rules["payment_failure_spike"]
+    s = stats(distinct_cards=90)
+    assert diagnosis.classify_failures(s).classification == "card_testing"
+    assert diagnosis.classify_failures(s, rule.diagnosis).classification == "issuer_declines"
+
+
 @pytest.mark.parametrize(
     ("s", "title"),
     [

@@ -75,7 +75,9 @@ def test_a_failure_spike_says_its_bound_and_probability_per_window():
     # (4% + 5 points of 600 = 54), and 130 is far past it.
     assert thirty["bound"] == 54 and thirty["breached"]
     assert thirty["p_value"] < 1e-40 and thirty["strength"] > 3
-    assert finding.evidence["thresholds"]["per_window_bound"] == pytest.approx(0.02 / 864, 1e-2)
+    # The day's budget over 288 windows, three lengths and two measures (all failures, and
+    # failures with processing errors).
+    assert finding.evidence["thresholds"]["per_window_bound"] == pytest.approx(0.02 / 1728, 1e-2)
     assert "130 of 600" in finding.title
 
 
