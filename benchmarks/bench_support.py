@@ -26,6 +26,7 @@ import httpx
 import psycopg
 import stripe
 from psycopg import sql
+from psycopg.conninfo import make_conninfo
 
 from sentinelops import embedded
 from sentinelops.db import migrate
@@ -158,22 +159,33 @@ def database_server(url: str | None) -> Iterator[str]:
 
 
 @contextmanager
-def scratch_database(server_url: str) -> Iterator[str]:
-    """A freshly migrated `sentinelops_bench` database on that server, dropped afterwards."""
+def scratch_database(
+    server_url: str,
+    name: str = SCRATCH_DB,
+    statement_timeout_ms: int | None = None,
+    also_drop: tuple[str, ...] = (),
+) -> Iterator[str]:
+    """A freshly migrated database `name` on that server, dropped afterwards (with `also_drop`,
+    databases a run may have made beside it); with a statement timeout on its URL, no runaway
+    query outlives the benchmark."""
     admin = with_database(server_url, "postgres")
 
     def drop_and(create: bool) -> None:
-        name = sql.Identifier(SCRATCH_DB)
+        drop = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)")
         with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(name))
+            for each in (name, *also_drop):
+                conn.execute(drop.format(sql.Identifier(each)))
             if create:
-                conn.execute(sql.SQL("CREATE DATABASE {}").format(name))
+                conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
 
     drop_and(create=True)
-    url = with_database(server_url, SCRATCH_DB)
+    url = with_database(server_url, name)
     migrate(url)
     try:
-        yield url
+        if statement_timeout_ms is None:
+            yield url
+        else:
+            yield make_conninfo(url, options=f"-c statement_timeout={statement_timeout_ms}")
     finally:
         drop_and(create=False)
 

@@ -21,8 +21,6 @@ import argparse
 import os
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
@@ -30,12 +28,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.merchants
 
 import psycopg
+from bench_support import scratch_database
 from detection_report import DEFINITIONS, Anomaly, Score, print_shape, print_summary, score
 from psycopg import sql
-from psycopg.conninfo import make_conninfo
 
-from sentinelops.db import migrate
-from sentinelops.postgres import with_database
 from sentinelops_pipelines.rules.definitions import RuleBook, load_rules
 from sentinelops_pipelines.rules.engine import evaluate
 from sentinelops_pipelines.rules.significance import binomial_sf
@@ -67,27 +63,6 @@ ANOMALIES = """
 SELECT rule, scope, severity, window_start, window_end, title FROM anomalies
  ORDER BY window_start, rule, scope
 """
-
-
-@contextmanager
-def scratch_database(server_url: str) -> Iterator[str]:
-    """A freshly migrated SCRATCH_DB on that server, dropped afterwards."""
-    admin = with_database(server_url, "postgres")
-
-    def drop_and(create: bool) -> None:
-        name = sql.Identifier(SCRATCH_DB)
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(name))
-            if create:
-                conn.execute(sql.SQL("CREATE DATABASE {}").format(name))
-
-    drop_and(create=True)
-    url = with_database(server_url, SCRATCH_DB)
-    migrate(url)
-    try:
-        yield make_conninfo(url, options=f"-c statement_timeout={STATEMENT_TIMEOUT_MS}")
-    finally:
-        drop_and(create=False)
 
 
 def load_stream(url: str, stream: Stream) -> int:
@@ -199,7 +174,7 @@ def main() -> None:
           f" after 30 days of history\n")  # fmt: skip
     print(DEFINITIONS)
     started, scores = time.perf_counter(), []
-    with scratch_database(args.database_url) as url:
+    with scratch_database(args.database_url, SCRATCH_DB, STATEMENT_TIMEOUT_MS) as url:
         for name in shapes:
             scores.append(run_shape(url, name, args.seed, book))
             print_shape(scores[-1], args.list_false)

@@ -17,14 +17,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
+import bench_support
 import dagster as dg
 import psycopg
 from bench_support import TICKS, machine_busy
-from psycopg import sql
-from psycopg.conninfo import make_conninfo
 
-from sentinelops.db import migrate
-from sentinelops.postgres import ensure_dagster_database, with_database
+from sentinelops.postgres import ensure_dagster_database
 from sentinelops_pipelines.storage import metrics as metrics_sql
 
 SCRATCH_DB = "sentinelops_bench_rules"
@@ -33,26 +31,12 @@ STATEMENT_TIMEOUT_MS = 15 * 60 * 1000  # bounds any single statement, Dagster's 
 
 @contextmanager
 def scratch_database(server_url: str) -> Iterator[str]:
-    """A freshly migrated SCRATCH_DB on that server, dropped afterwards (with Dagster's
-    `<name>_dagster` if a run made it); its URL carries a statement timeout, so no runaway
-    query outlives the benchmark."""
-    admin = with_database(server_url, "postgres")
-
-    def drop_and(create: bool) -> None:
-        drop = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)")
-        with psycopg.connect(admin, autocommit=True) as conn:
-            for name in (SCRATCH_DB, f"{SCRATCH_DB}_dagster"):  # the latter: --dagster-storage
-                conn.execute(drop.format(sql.Identifier(name)))
-            if create:
-                conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(SCRATCH_DB)))
-
-    drop_and(create=True)
-    url = with_database(server_url, SCRATCH_DB)
-    migrate(url)
-    try:
-        yield make_conninfo(url, options=f"-c statement_timeout={STATEMENT_TIMEOUT_MS}")
-    finally:
-        drop_and(create=False)
+    """A freshly migrated SCRATCH_DB on that server (and Dagster's `<name>_dagster`, if a run
+    made it), dropped afterwards; its URL carries a statement timeout."""
+    with bench_support.scratch_database(
+        server_url, SCRATCH_DB, STATEMENT_TIMEOUT_MS, also_drop=(f"{SCRATCH_DB}_dagster",)
+    ) as url:
+        yield url
 
 
 def _cpu(pid: str) -> tuple[int, float] | None:

@@ -39,7 +39,8 @@ def evaluate(name: str, rule: RuleDefinition, window: Window) -> list[Finding]:
     if not rule.enabled:
         return []
     findings = KINDS[rule.kind](name, rule, window)
-    stamp = {"rule_definition": rule.model_dump(mode="json"), "rule_version": rule.version}
-    for finding in findings:
-        finding.evidence.update(stamp)
+    if findings:  # the stamp costs a JSON dump: only for what is recorded
+        stamp = {"rule_definition": rule.model_dump(mode="json"), "rule_version": rule.version}
+        for finding in findings:
+            finding.evidence.update(stamp)
     return findings

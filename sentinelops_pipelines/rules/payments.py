@@ -51,25 +51,35 @@ def _effect(rule: FailureRateRule, base: float) -> float:
 def judge_window(
     rule: FailureRateRule, base: float, effect: float, attempts: int, failed: int, alpha: float
 ) -> dict[str, Any]:
-    """One window's verdict: the failed count it would take to breach (`bound`: past chance
-    and at least the `effect` rate), the count's probability under the usual rate, and how far
-    past the bound it is."""
+    """One window's verdict: the count's probability under the usual rate, how far past the
+    per-window bound that is, and whether it breaches (past chance, at least `min_failed` and
+    the `effect` rate). The bound itself is added for findings only (`with_bound`)."""
     # A rate of exactly zero or one would make every failure (or none) infinitely surprising.
-    p_rate = min(max(base, 1e-4), 0.999)
-    needed = [rule.min_failed, math.ceil(attempts * effect - 1e-9)]
-    significant = binomial_bound(attempts, p_rate, alpha)
-    bound = None if significant is None else max(significant, *needed)
-    p_value = binomial_sf(failed, attempts, p_rate)
+    p_value = binomial_sf(failed, attempts, _clamped(base))
+    needed = max(rule.min_failed, math.ceil(attempts * effect - 1e-9))
     return {
         "attempts": attempts,
         "failed": failed,
         "rate": round(_rate(failed, attempts), 4),
         "expected_failed": round(attempts * base, 2),
-        "bound": bound,
         "p_value": float(f"{p_value:.3g}"),
         "strength": round(min(strength(p_value, alpha), 999.0), 2),
-        "breached": bound is not None and attempts > 0 and failed >= bound,
+        "breached": attempts > 0 and failed >= needed and p_value <= alpha,
     }
+
+
+def with_bound(rule: FailureRateRule, verdict: dict[str, Any], base: float, effect: float,
+               alpha: float) -> dict[str, Any]:  # fmt: skip
+    """The verdict with the failed count its window needed to breach (None: not even every
+    attempt failing would): what a chart of the incident draws as the bound."""
+    attempts = verdict["attempts"]
+    significant = binomial_bound(attempts, _clamped(base), alpha)
+    needed = max(rule.min_failed, math.ceil(attempts * effect - 1e-9))
+    return {**verdict, "bound": None if significant is None else max(significant, needed)}
+
+
+def _clamped(rate: float) -> float:
+    return min(max(rate, 1e-4), 0.999)
 
 
 @dataclass(frozen=True)
@@ -77,6 +87,7 @@ class Judged:
     """One measure (all failures, or processing errors) over every window length."""
 
     base: float
+    effect: float
     windows: dict[str, dict[str, Any]]
     still_failing: dict[str, bool]  # longer windows: does the next shorter one still fail?
 
@@ -85,6 +96,11 @@ class Judged:
         return [
             k for k, v in self.windows.items() if v["breached"] and self.still_failing.get(k, True)
         ]
+
+    def bounded(self, rule: FailureRateRule, alpha: float) -> dict[str, dict[str, Any]]:
+        """The windows' verdicts with their bounds (for a finding's evidence)."""
+        return {k: with_bound(rule, v, self.base, self.effect, alpha)
+                for k, v in self.windows.items()}  # fmt: skip
 
 
 def judge(rule: FailureRateRule, w: Window, metric: str, base: float, effect: float,
@@ -107,7 +123,7 @@ def judge(rule: FailureRateRule, w: Window, metric: str, base: float, effect: fl
         )
 
     recent = {f"{long}m": still(short) for short, long in zip(lengths, lengths[1:], strict=False)}
-    return Judged(base, windows, recent)
+    return Judged(base, effect, windows, recent)
 
 
 def failure_rate(name: str, rule: FailureRateRule, w: Window) -> list[Finding]:
@@ -126,7 +142,12 @@ def failure_rate(name: str, rule: FailureRateRule, w: Window) -> list[Finding]:
     ]
     if not verdicts:
         return []
-    shown, strongest, measure = max(verdicts, key=lambda v: v[0]["strength"])
+    _, strongest, measure = max(verdicts, key=lambda v: v[0]["strength"])
+    failed_windows, processing_windows = (
+        failed.bounded(rule, alpha),
+        processing.bounded(rule, alpha),
+    )
+    shown = (processing_windows if measure == "processing" else failed_windows)[strongest]
     severity = rule.severity_at.severity(shown["strength"])
     if severity is None:
         return []
@@ -151,9 +172,9 @@ def failure_rate(name: str, rule: FailureRateRule, w: Window) -> list[Finding]:
             "of": "processing errors" if measure == "processing" else "all failures",
             **{k: v for k, v in shown.items() if k != "breached"},
         },
-        "windows": failed.windows,
+        "windows": failed_windows,
         "processing_errors": {
-            "windows": processing.windows,
+            "windows": processing_windows,
             "baseline_rate": round(processing_base, 5),
             "recent_window_still_failing": processing.still_failing,
         },

@@ -23,50 +23,59 @@ def per_test(budget_per_day: float, decisions_per_window: int = 1) -> float:
     return budget_per_day / (DECISIONS_PER_DAY * max(decisions_per_window, 1))
 
 
-def _log_tail(
-    first_log_term: float, next_ratio: Callable[[int], float], start: int, stop: int | None
-) -> float:
-    """log of sum_{k=start}^{stop} term(k), given log term(start) and term(k+1)/term(k)."""
-    total, log_term, k = 1.0, 0.0, start
-    while stop is None or k < stop:
-        ratio = next_ratio(k)
-        if ratio <= 0:
+def _log_sum(first_log_term: float, ratio: Callable[[int], float], k: int, last: int) -> float:
+    """log of term(k) + term(k±1) + ... + term(last), stepping towards `last`, given log term(k)
+    and ratio(j) = next term / term(j). Stops once the terms no longer count."""
+    step = 1 if last >= k else -1
+    total, log_term = 1.0, 0.0
+    while k != last:
+        r = ratio(k)
+        if r <= 0:
             break
-        log_term += math.log(ratio)
+        log_term += math.log(r)
         term = math.exp(log_term)
         total += term
-        k += 1
-        if term < total * 1e-17 and ratio < 1:
+        k += step
+        if term < total * 1e-17 and r < 1:
             break
     return first_log_term + math.log(total)
 
 
-def binomial_sf(k: int, n: int, p: float) -> float:
-    """P(X >= k) for X ~ Binomial(n, p)."""
-    if k <= 0:
-        return 1.0
-    if k > n:
-        return 0.0
-    if p <= 0:
-        return 0.0
-    if p >= 1:
-        return 1.0
-    log_first = (
+def _binomial_log_pmf(k: int, n: int, p: float) -> float:
+    return (
         math.lgamma(n + 1) - math.lgamma(k + 1) - math.lgamma(n - k + 1)
         + k * math.log(p) + (n - k) * math.log1p(-p)
     )  # fmt: skip
+
+
+def binomial_sf(k: int, n: int, p: float) -> float:
+    """P(X >= k) for X ~ Binomial(n, p). Sums whichever tail is short: from k up when k is past
+    the mean (the terms fall at once), else 1 - the terms below k, summed down from k - 1."""
+    if k <= 0:
+        return 1.0
+    if k > n or p <= 0:
+        return 0.0
+    if p >= 1:
+        return 1.0
     odds = p / (1 - p)
-    return min(1.0, math.exp(_log_tail(log_first, lambda j: (n - j) / (j + 1) * odds, k, n)))
+    if k > n * p:
+        up = _log_sum(_binomial_log_pmf(k, n, p), lambda j: (n - j) / (j + 1) * odds, k, n)
+        return min(1.0, math.exp(up))
+    down = _log_sum(_binomial_log_pmf(k - 1, n, p), lambda j: j / (n - j + 1) / odds, k - 1, 0)
+    return max(0.0, 1.0 - math.exp(down))
 
 
 def poisson_sf(k: int, mean: float) -> float:
-    """P(X >= k) for X ~ Poisson(mean)."""
+    """P(X >= k) for X ~ Poisson(mean), summing the short tail as binomial_sf does."""
     if k <= 0:
         return 1.0
     if mean <= 0:
         return 0.0
-    log_first = k * math.log(mean) - mean - math.lgamma(k + 1)
-    return min(1.0, math.exp(_log_tail(log_first, lambda j: mean / (j + 1), k, None)))
+    if k > mean:
+        log_first = k * math.log(mean) - mean - math.lgamma(k + 1)
+        return min(1.0, math.exp(_log_sum(log_first, lambda j: mean / (j + 1), k, k + 100_000)))
+    log_first = (k - 1) * math.log(mean) - mean - math.lgamma(k)
+    return max(0.0, 1.0 - math.exp(_log_sum(log_first, lambda j: j / mean, k - 1, 0)))
 
 
 def normal_sf(z: float) -> float:
