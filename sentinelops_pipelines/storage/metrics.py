@@ -173,6 +173,8 @@ rolled AS (
     SELECT window_start, rolled_snapshot::text AS rolled_snapshot,
            {current}, {sum_30m}, {sum_2h}, {cols_30d}, windows_30d
       FROM thirty
+     -- The short sums look back under 2 hours: the rest of the 30 days only fed the long ones.
+     WHERE window_start >= %(start)s::timestamptz - interval '2 hours'
     WINDOW m30 AS (ORDER BY window_start
                    RANGE BETWEEN interval '25 minutes' PRECEDING AND CURRENT ROW),
            h2 AS (ORDER BY window_start
