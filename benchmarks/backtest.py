@@ -4,7 +4,7 @@
     uv run python benchmarks/backtest.py --events 3000000 \
         --database-url postgresql://postgres@127.0.0.1:5432/postgres
 
-A scratch `sentinelops_bench_rules` database (migrated, dropped at the end; on --database-url's
+A scratch `sentinelops_bench_backtest` database (migrated, dropped at the end; on --database-url's
 server, else DATABASE_URL's, else the project's embedded one) gets the synthetic history of
 benchmarks/rules_history.py (`--events` events over the 30 days before 2026-11-01 UTC), rolled
 up once (8,640 windows). Then the command runs as a user runs it, in a fresh process, over those
@@ -27,10 +27,12 @@ from pathlib import Path
 import bench_support as bench
 import psycopg
 import rules_history as history
-from rules_support import scratch_database
 
 from sentinelops_pipelines.rules.definitions import default_rules_text
 from sentinelops_pipelines.storage import metrics as metrics_sql
+
+SCRATCH_DB = "sentinelops_bench_backtest"
+STATEMENT_TIMEOUT_MS = 15 * 60 * 1000  # bounds any single statement
 
 
 def candidates(directory: Path) -> dict[str, Path]:
@@ -51,7 +53,10 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=1_000_000, help="events in the history")
     parser.add_argument("--database-url", default=os.environ.get("DATABASE_URL") or None)
     args = parser.parse_args()
-    with bench.database_server(args.database_url) as server, scratch_database(server) as url:
+    with (
+        bench.database_server(args.database_url) as server,
+        bench.scratch_database(server, SCRATCH_DB, STATEMENT_TIMEOUT_MS) as url,
+    ):
         loaded = history.load(url, args.events)
         print(f"history: {loaded['rows']:,} events")
         started = time.perf_counter()

@@ -8,9 +8,9 @@ Per shape (tests/merchants.py: small ~100 payments a day, medium ~2,000 with dai
 seasonality and growth, large ~30,000), a deterministic 60-day stream for `--seed` (tune on 1,
 hold out 2) is COPY'd into a scratch `sentinelops_bench_detection` database (migrated, dropped at
 the end; on --database-url's server, else DATABASE_URL's, else the machine's PostgreSQL). The
-product's own code then judges it: `metrics.roll_up` over the 60 days, and for each day of the
-evaluated month `metrics.load_windows_for_evaluation`, `engine.evaluate` of every enabled rule of
-the rule book (--rules, else the packaged rules.toml) and `anomalies.record` in lock order,
+product's own code then judges it: `metrics.roll_up` over the 60 days, then for each day of the
+evaluated month the `anomalies` asset's own pass (`evaluation.evaluate_range`: every enabled rule
+of the rule book, --rules else the packaged rules.toml, each finding recorded and diagnosed),
 committed per day. The anomalies are matched to the injected incidents (definitions are printed).
 Not a test: nothing is asserted.
 """
@@ -32,15 +32,14 @@ from bench_support import scratch_database
 from detection_report import DEFINITIONS, Anomaly, Score, print_shape, print_summary, score
 from psycopg import sql
 
+from sentinelops_pipelines.evaluation import evaluate_range
 from sentinelops_pipelines.rules.definitions import RuleBook, load_rules
-from sentinelops_pipelines.rules.engine import evaluate
 from sentinelops_pipelines.rules.significance import binomial_sf
-from sentinelops_pipelines.storage import anomalies, metrics
-from tests.merchant_incidents import Incident
+from sentinelops_pipelines.storage import metrics
+from tests.merchant_incidents import FAIL_RATE, Incident, below_data
 from tests.merchants import (
     DAYS,
     EVALUATED_FROM,
-    FAIL_RATE,
     SHAPES,
     START,
     Stream,
@@ -116,28 +115,18 @@ def as_realized(url: str, incidents: list[Incident]) -> list[Incident]:
                 out.append(i)
                 continue
             rows = conn.execute(BEST_TWO_HOURS, {"start": i.start, "end": i.end}).fetchall()
-            p, f, n = min((binomial_sf(int(f), int(n), FAIL_RATE), f, n) for f, n in rows)
-            if p * 288 * 30 >= 1:
-                i = replace(i, below_data=f"only {f} of {n} attempts failed in its most telling"
-                                          f" 2 h (p={p:.1e}): chance shows that"
-                                          f" ~{p * 288 * 30:.0f}x a month")  # fmt: skip
-            out.append(i)
+            _, f, n = min((binomial_sf(int(f), int(n), FAIL_RATE), f, n) for f, n in rows)
+            out.append(replace(i, below_data=below_data(int(f), int(n), "only")))
     return out
 
 
 def judge(url: str, book: RuleBook) -> list[Anomaly]:
-    """Every enabled rule over the evaluated month, a day at a time; the anomalies recorded."""
-    quiet_gap = timedelta(minutes=book.quiet_gap_minutes)
-    enabled = book.enabled()
+    """The evaluated month judged as the `anomalies` asset judges it, a day per run; the
+    anomalies recorded."""
     with psycopg.connect(url) as conn:
         for day in range(30):
             s = EVALUATED_FROM + timedelta(days=day)
-            windows, _ = metrics.load_windows_for_evaluation(conn, s, s + timedelta(days=1))
-            findings = [f for w in windows for name, d in enabled.items()
-                        for f in evaluate(name, d, w)]  # fmt: skip
-            announced: list[tuple[int, str]] = []
-            for finding in anomalies.in_lock_order(findings):
-                anomalies.record(conn, finding, quiet_gap, "medium", announced)
+            evaluate_range(conn, book, s, s + timedelta(days=1), "medium")
             conn.commit()
         return [Anomaly(*row) for row in conn.execute(ANOMALIES).fetchall()]
 

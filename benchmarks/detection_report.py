@@ -7,11 +7,11 @@ from datetime import datetime, timedelta
 
 from bench_support import table
 
-from sentinelops.severity import rank
+from sentinelops.severity import LOWEST_FIRST, rank
 from tests.merchant_incidents import Benign, Incident
 
 SLACK = timedelta(minutes=30)
-SEVERITIES = ("low", "medium", "high")
+SEVERITIES = LOWEST_FIRST
 MAX_LOUD_FALSE, MAX_FALSE = 1, 5  # per month: medium/high, and any severity
 DEFINITIONS = """\
 Definitions: an incident is found when an anomaly of its rule (and currency, for amounts)

@@ -22,3 +22,8 @@ def rank(severity: str) -> int:
 
 def higher(a: str, b: str) -> str:
     return a if rank(a) >= rank(b) else b
+
+
+def one_up(severity: Severity) -> Severity:
+    """The next severity up; the highest stays the highest."""
+    return LOWEST_FIRST[min(rank(severity), len(LOWEST_FIRST) - 1)]

@@ -100,30 +100,38 @@ class Plan:
     rejections: list[tuple[datetime, str]] = field(default_factory=list)
 
 
-def chance_could_show(change: Change, expected_payments: Callable[[datetime, datetime], float],
-                      usual_rate: float = 0.04) -> str | None:  # fmt: skip
-    """Why a failure-rate change is below what the data can show, or None: when its most
-    telling 2 hours (expected attempts and failures) are a count that ordinary traffic at
-    `usual_rate` reaches by chance at least once a month, judged over every window of it."""
+FAIL_RATE = 0.04  # of ordinary payments declined
+WINDOWS_A_MONTH = 288 * 30
+
+
+def below_data(failed: int, attempts: int, how: str) -> str | None:
+    """Why `failed` of `attempts` over 2 hours cannot show an incident, or None: when ordinary
+    traffic at FAIL_RATE reaches that count by chance at least once a month, judged over
+    every window of it."""
+    p_value = binomial_sf(failed, attempts, FAIL_RATE)
+    if p_value * WINDOWS_A_MONTH < 1:
+        return None
+    return (f"{how} {failed} of {attempts} attempts fail in its most telling 2 h where"
+            f" {FAIL_RATE:.0%} is usual (p={p_value:.1e}): chance alone shows that about"
+            f" {p_value * WINDOWS_A_MONTH:.0f}x a month")  # fmt: skip
+
+
+def chance_could_show(
+    change: Change, expected_payments: Callable[[datetime, datetime], float]
+) -> str | None:
+    """`below_data` of a failure-rate change's expected attempts and failures."""
     span = int((change.end - change.start).total_seconds() // 60)
     minutes = [change.start + timedelta(minutes=m) for m in range(span)]
     pays = [expected_payments(t, t + timedelta(minutes=1)) for t in minutes]
-    rates = [max(change.rate_at(t.timestamp()), usual_rate) for t in minutes]
+    rates = [max(change.rate_at(t.timestamp()), FAIL_RATE) for t in minutes]
     best = (1.0, 0, 0)
     for first in range(max(1, span - 120 + 1)):
         n = round(sum(pays[first : first + 120]))
         f = round(sum(p * r for p, r in zip(pays[first : first + 120], rates[first : first + 120],
                                              strict=True)))  # fmt: skip
-        best = min(best, (binomial_sf(f, n, usual_rate), n, f))
-    p_value, n, f = best
-    windows_a_month = 288 * 30
-    if p_value * windows_a_month < 1:
-        return None
-    return (
-        f"at best ~{f} of ~{n} attempts fail in 2 h where {usual_rate:.0%} is usual"
-        f" (p={p_value:.1e}): chance alone shows that about"
-        f" {p_value * windows_a_month:.0f}x a month"
-    )
+        best = min(best, (binomial_sf(f, n, FAIL_RATE), n, f))
+    _, n, f = best
+    return below_data(f, n, "at best")
 
 
 def plan(

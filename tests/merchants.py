@@ -25,7 +25,7 @@ from functools import cached_property
 import psycopg
 
 from tests.merchant_events import Units, Writer
-from tests.merchant_incidents import Benign, Burst, Change, Incident, Plan, plan
+from tests.merchant_incidents import FAIL_RATE, Benign, Burst, Change, Incident, Plan, plan
 
 END = datetime(2026, 11, 1, tzinfo=UTC)  # fixed, like benchmarks/rules_history.py
 DAYS = 60
@@ -36,7 +36,7 @@ COPY = (
     "COPY stripe_events (id, type, created, received_at, last_received_at, livemode,"
     " api_version, payload) FROM STDIN"
 )
-FAIL_RATE, REFUND_RATE = 0.04, 0.02
+REFUND_RATE = 0.02
 SUBS_CREATED, SUBS_CANCELLED, INVOICES_FAILED = 0.015, 0.012, 0.008  # per payment
 
 

@@ -7,7 +7,6 @@ from sentinelops_pipelines.backtest.run import (
     BacktestError,
     load_book,
     load_book_text,
-    parse_moment,
     resolve_range,
     run_backtest,
 )
@@ -22,7 +21,6 @@ __all__ = [
     "group_incidents",
     "load_book",
     "load_book_text",
-    "parse_moment",
     "render_markdown",
     "render_text",
     "resolve_range",

@@ -8,11 +8,16 @@ from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Literal
 
-from sentinelops.severity import Severity, rank
+from sentinelops.severity import Severity, higher, rank
 from sentinelops.windows import WINDOW
 from sentinelops_pipelines.rules.model import Finding
 
 Verdict = Literal["same", "changed", "new", "gone"]
+
+
+def utc_day(moment: datetime) -> date:
+    """The UTC day an incident starts in: the table's rows."""
+    return moment.astimezone(UTC).date()
 
 
 @dataclass(frozen=True)
@@ -24,11 +29,10 @@ class Incident:
     start: datetime
     end: datetime
     severity: Severity
-    windows: int
 
     @property
     def day(self) -> date:
-        return self.start.astimezone(UTC).date()
+        return utc_day(self.start)
 
     def overlaps(self, other: Incident) -> bool:
         return (self.rule, self.scope) == (other.rule, other.scope) and (
@@ -55,11 +59,10 @@ def group_incidents(findings: Iterable[Finding], quiet_gap: timedelta) -> list[I
             incidents[-1] = replace(
                 last,
                 end=max(last.end, end),
-                severity=max(last.severity, f.severity, key=rank),
-                windows=last.windows + 1,
+                severity=higher(last.severity, f.severity),  # type: ignore[arg-type]
             )
         else:
-            incidents.append(Incident(rule, scope, start, end, f.severity, 1))
+            incidents.append(Incident(rule, scope, start, end, f.severity))
     return incidents
 
 
@@ -78,7 +81,7 @@ class Difference:
 
     @property
     def day(self) -> date:
-        return self.start.astimezone(UTC).date()
+        return utc_day(self.start)
 
 
 def compare(current: list[Incident], candidate: list[Incident]) -> list[Difference]:

@@ -6,7 +6,6 @@ written: the transaction is read-only, so a write anywhere below fails instead o
 
 from __future__ import annotations
 
-import tempfile
 import time
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
@@ -18,20 +17,21 @@ from pydantic import ValidationError
 from sentinelops.windows import window_floor
 from sentinelops_pipelines.backtest.incidents import compare, group_incidents
 from sentinelops_pipelines.backtest.report import Report, tabulate
-from sentinelops_pipelines.rules.definitions import RuleBook, load_rules
+from sentinelops_pipelines.rules.definitions import RuleBook, load_rules, parse_rules
 from sentinelops_pipelines.rules.engine import evaluate
 from sentinelops_pipelines.rules.model import Finding, Window
 from sentinelops_pipelines.storage.metrics import load_windows
+from sentinelops_pipelines.storage.summaries import DAY, NOT_DEMO
 
 DEFAULT_DAYS = 30
 # Windows are loaded a day at a time: each load computes its windows' 30-day baselines, so a
 # month at once would hold every window and its sums in one result.
 CHUNK = timedelta(days=1)
 
-STORED = """
-SELECT rule, (window_start AT TIME ZONE 'UTC')::date AS day, count(*)
+STORED = f"""
+SELECT rule, {DAY} AS day, count(*)
   FROM anomalies
- WHERE window_start >= %(since)s AND window_start < %(until)s AND NOT is_demo(evidence)
+ WHERE window_start >= %(since)s AND window_start < %(until)s AND {NOT_DEMO}
  GROUP BY 1, 2
 """
 
@@ -61,13 +61,10 @@ def load_book(path: str | Path | None) -> RuleBook:
 
 def load_book_text(text: str) -> RuleBook:
     """A rule book given as TOML text (the Dagster job's `rules_toml`)."""
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "rules.toml"
-        path.write_text(text)
-        try:
-            return load_rules(path)
-        except ValueError as exc:
-            raise BacktestError(_one_line(exc).replace(str(path), "rules_toml")) from exc
+    try:
+        return parse_rules(text, "rules_toml")
+    except ValueError as exc:
+        raise BacktestError(_one_line(exc)) from exc
 
 
 def parse_moment(text: str, name: str) -> datetime:
@@ -81,12 +78,10 @@ def parse_moment(text: str, name: str) -> datetime:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
-def resolve_range(
-    since: str | None, until: str | None, now: datetime | None = None
-) -> tuple[datetime, datetime]:
+def resolve_range(since: str | None, until: str | None) -> tuple[datetime, datetime]:
     """[since, until): until defaults to now (down to its 5-minute window), since to 30 days
     before until."""
-    end = parse_moment(until, "until") if until else window_floor(now or datetime.now(UTC))
+    end = parse_moment(until, "until") if until else window_floor(datetime.now(UTC))
     start = parse_moment(since, "since") if since else end - timedelta(days=DEFAULT_DAYS)
     if start >= end:
         raise BacktestError(f"since ({start.isoformat()}) must be before until ({end.isoformat()})")
@@ -129,8 +124,8 @@ def run_backtest(
     since: datetime,
     until: datetime,
     *,
-    current_label: str = "the active rules",
-    candidate_label: str = "the candidate",
+    current_label: str,
+    candidate_label: str,
 ) -> Report:
     """Judge the stored windows in [since, until) by both books, in memory, and compare the
     incidents they raise. `conn` must be outside a transaction: the backtest opens its own,

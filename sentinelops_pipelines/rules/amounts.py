@@ -16,12 +16,13 @@ currency whose every payment had the same amount (σ = 0).
 from __future__ import annotations
 
 import math
+from statistics import NormalDist
 from typing import Any
 
 from sentinelops.money import format_amount
 from sentinelops_pipelines.rules.definitions import AmountRule
 from sentinelops_pipelines.rules.model import AmountWindow, Finding, Window
-from sentinelops_pipelines.rules.significance import normal_sf, per_test, strength
+from sentinelops_pipelines.rules.significance import normal_sf, per_test, reported, strength
 
 
 def log_moments(a: AmountWindow) -> tuple[float, float] | None:
@@ -45,12 +46,8 @@ def max_tail(z: float, n: int) -> float:
 
 
 def _z_at(p: float, n: int) -> float:
-    """The z at which the largest of n draws has tail probability p (bisection)."""
-    lo, hi = -10.0, 40.0
-    for _ in range(60):
-        mid = (lo + hi) / 2
-        lo, hi = (mid, hi) if max_tail(mid, n) > p else (lo, mid)
-    return hi
+    """The z at which the largest of n draws has tail probability p: max_tail inverted."""
+    return -NormalDist().inv_cdf(-math.expm1(math.log1p(-p) / n))
 
 
 def _odds(p: float) -> str:
@@ -95,9 +92,9 @@ def judge(
         "multiple_of_average": round(x / average, 2),
         "multiple_of_geometric_mean": round(x / geometric, 2),
         "z": round(z, 2),
-        "p_value": float(f"{p_value:.3g}"),
-        "bound": float(f"{alpha:.3g}"),
-        "strength": round(min(surprise, 999.0), 2),
+        "p_value": reported(p_value),
+        "bound": reported(alpha),
+        "strength": round(surprise, 2),
         "payments_in_window": a.payments,
         "amount_at_bound": round(at_bound, 2),  # the smallest largest payment that would fire
         "baseline": {

@@ -8,7 +8,13 @@ from datetime import timedelta
 from sentinelops_pipelines.rules.definitions import CountRule
 from sentinelops_pipelines.rules.metrics import LABELS, METRIC_TYPES
 from sentinelops_pipelines.rules.model import Finding, Window
-from sentinelops_pipelines.rules.significance import per_test, poisson_bound, poisson_sf, strength
+from sentinelops_pipelines.rules.significance import (
+    per_test,
+    poisson_bound,
+    poisson_sf,
+    reported,
+    strength,
+)
 
 VOLUME_MINUTES = 120  # current volume is read over the last 2 hours, steadier than 30 minutes
 
@@ -51,7 +57,7 @@ def count_spike(name: str, rule: CountRule, w: Window) -> list[Finding]:
     judged = max(expected, rule.min_expected)
     alpha = per_test(rule.false_alarms_per_day)
     p_value = poisson_sf(count, judged)
-    how_far = min(strength(p_value, alpha), 999.0)
+    how_far = strength(p_value, alpha)
     severity = rule.severity_at.severity(how_far) if count >= rule.min_count else None
     if severity is None and noted:
         severity = rule.first_in_quiet_account
@@ -65,7 +71,7 @@ def count_spike(name: str, rule: CountRule, w: Window) -> list[Finding]:
         "count": count,
         "by_metric": {m: w.value(m, minutes) for m in rule.metrics},
         "window_minutes": minutes,
-        "p_value": float(f"{p_value:.3g}"),
+        "p_value": reported(p_value),
         "strength": round(how_far, 2),
         "bound": poisson_bound(judged, alpha),
         "baseline": {
@@ -83,7 +89,7 @@ def count_spike(name: str, rule: CountRule, w: Window) -> list[Finding]:
             "min_count": rule.min_count,
             "min_expected": rule.min_expected,
             "false_alarms_per_day": rule.false_alarms_per_day,
-            "per_window_bound": float(f"{alpha:.3g}"),
+            "per_window_bound": reported(alpha),
             "severity_at": rule.severity_at.model_dump(),
         },
     }

@@ -211,8 +211,14 @@ def default_rules_text() -> str:
 
 def load_rules(path: str | Path | None = None) -> RuleBook:
     """The rule book from `path`, else the packaged `rules.toml`; ValueError if invalid."""
-    text = Path(path).read_text() if path else default_rules_text()
+    if not path:
+        return parse_rules(default_rules_text(), "rules.toml")
+    return parse_rules(Path(path).read_text(), str(path))
+
+
+def parse_rules(text: str, source: str) -> RuleBook:
+    """The rule book in TOML `text`; ValueError naming `source` if invalid."""
     try:
         return RuleBook.model_validate(tomllib.loads(text))
     except (tomllib.TOMLDecodeError, ValueError) as exc:
-        raise ValueError(f"invalid rule definitions in {path or 'rules.toml'}: {exc}") from exc
+        raise ValueError(f"invalid rule definitions in {source}: {exc}") from exc

@@ -11,11 +11,9 @@ number's part, an email or a name (the counts arrive already aggregated).
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from datetime import datetime
 from typing import Any, Literal
 
 from sentinelops.money import format_amount, format_major, major_units
-from sentinelops.windows import WINDOW
 from sentinelops_pipelines.rules.definitions import FailureDiagnosis
 from sentinelops_pipelines.rules.metrics import PROCESSING_CODES, percent
 from sentinelops_pipelines.rules.model import Finding
@@ -134,11 +132,6 @@ class Verdict:
     title: str | None  # None keeps the rule's own title
 
 
-def span(finding: Finding) -> tuple[datetime, datetime]:
-    """The breaching span of a finding: its raw events are the only ones diagnosis reads."""
-    return finding.sample_since or finding.window_start, finding.window_start + WINDOW
-
-
 def _share(n: int, total: int) -> float:
     return n / total if total else 0.0
 
@@ -198,9 +191,8 @@ def _issuer(s: FailureStats, p: FailureDiagnosis) -> Verdict:
             None,
         )
     code, n = codes.leading
-    named = [(c, k) for c, k in codes.top if c != NO_CODE][:3]
-    more = ", …" if len([c for c, _ in codes.counts if c is not None]) > len(named) else ""
-    listed = ", ".join(f"{c} {k}" for c, k in named) + more
+    known = [(c, k) for c, k in codes.counts if c is not None]
+    listed = ", ".join(f"{c} {k}" for c, k in known[:3]) + (", …" if len(known) > 3 else "")
     title = f"Issuer declines: {s.failed} of {s.attempts} attempts declined ({listed})"
     share = _share(n, s.failed)
     if share < p.dominant_code_share:
@@ -231,7 +223,7 @@ def classify_failures(s: FailureStats, p: FailureDiagnosis = DEFAULTS) -> Verdic
 
 
 def _span_evidence(finding: Finding) -> dict[str, str]:
-    since, end = span(finding)
+    since, end = finding.span
     return {"since": since.isoformat(), "until": end.isoformat()}
 
 

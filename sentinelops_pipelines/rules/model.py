@@ -49,8 +49,6 @@ class AmountWindow:
     max_event_id: str
     history_payments: int
     history_amount: int
-    history_log_amount: float
-    history_windows: int
     spread_payments: int = 0
     spread_windows: int = 0
     spread_log_amount: float = 0.0
@@ -127,6 +125,11 @@ class Finding:
     # A finding about more than its 5-minute window (a webhook gap spans hours) ends here; it
     # is still keyed by window_start, so re-recording it is a no-op.
     window_end: datetime | None = None
+
+    @property
+    def span(self) -> tuple[datetime, datetime]:
+        """[first, end) of the breaching span: its raw events illustrate and diagnose it."""
+        return self.sample_since or self.window_start, self.window_start + WINDOW
 
     @classmethod
     def of_account(

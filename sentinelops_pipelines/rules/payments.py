@@ -9,14 +9,15 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sentinelops.severity import LOWEST_FIRST
+from sentinelops.severity import one_up
 from sentinelops_pipelines.rules.definitions import FailureRateRule
 from sentinelops_pipelines.rules.metrics import FAILURE_TYPES, percent
-from sentinelops_pipelines.rules.model import Finding, Severity, Window
+from sentinelops_pipelines.rules.model import Finding, Window
 from sentinelops_pipelines.rules.significance import (
     binomial_bound,
     binomial_sf,
     per_test,
+    reported,
     strength,
 )
 
@@ -54,16 +55,15 @@ def judge_window(
     """One window's verdict: the count's probability under the usual rate, how far past the
     per-window bound that is, and whether it breaches (past chance, at least `min_failed` and
     the `effect` rate). The bound itself is added for findings only (`with_bound`)."""
-    # A rate of exactly zero or one would make every failure (or none) infinitely surprising.
     p_value = binomial_sf(failed, attempts, _clamped(base))
-    needed = max(rule.min_failed, math.ceil(attempts * effect - 1e-9))
+    needed = _needed(rule, attempts, effect)
     return {
         "attempts": attempts,
         "failed": failed,
         "rate": round(_rate(failed, attempts), 4),
         "expected_failed": round(attempts * base, 2),
-        "p_value": float(f"{p_value:.3g}"),
-        "strength": round(min(strength(p_value, alpha), 999.0), 2),
+        "p_value": reported(p_value),
+        "strength": round(strength(p_value, alpha), 2),
         "breached": attempts > 0 and failed >= needed and p_value <= alpha,
     }
 
@@ -74,11 +74,17 @@ def with_bound(rule: FailureRateRule, verdict: dict[str, Any], base: float, effe
     attempt failing would): what a chart of the incident draws as the bound."""
     attempts = verdict["attempts"]
     significant = binomial_bound(attempts, _clamped(base), alpha)
-    needed = max(rule.min_failed, math.ceil(attempts * effect - 1e-9))
+    needed = _needed(rule, attempts, effect)
     return {**verdict, "bound": None if significant is None else max(significant, needed)}
 
 
+def _needed(rule: FailureRateRule, attempts: int, effect: float) -> int:
+    """The fewest failed payments among `attempts` worth an alarm, however improbable."""
+    return max(rule.min_failed, math.ceil(attempts * effect - 1e-9))
+
+
 def _clamped(rate: float) -> float:
+    """A usual rate of exactly 0 or 1 would make any failure (or none) infinitely surprising."""
     return min(max(rate, 1e-4), 0.999)
 
 
@@ -119,7 +125,7 @@ def judge(rule: FailureRateRule, w: Window, metric: str, base: float, effect: fl
         attempts, failed = w.value("payment_attempts", minutes), w.value(metric, minutes)
         return (
             _rate(failed, attempts) >= effect
-            and binomial_sf(failed, attempts, max(base, 1e-4)) <= rule.still_failing_p
+            and binomial_sf(failed, attempts, _clamped(base)) <= rule.still_failing_p
         )
 
     recent = {f"{long}m": still(short) for short, long in zip(lengths, lengths[1:], strict=False)}
@@ -153,7 +159,7 @@ def failure_rate(name: str, rule: FailureRateRule, w: Window) -> list[Finding]:
         return []
     breached = sorted({k for _, k, _ in verdicts}, key=lambda k: int(k.removesuffix("m")))
     if "5m" in breached and len(breached) > 1 and rule.raise_on_agreement:
-        severity = _one_up(severity)
+        severity = one_up(severity)
     minutes = int(strongest.removesuffix("m"))
     if measure == "processing":
         title = (
@@ -183,7 +189,7 @@ def failure_rate(name: str, rule: FailureRateRule, w: Window) -> list[Finding]:
         "baseline": {"rate": round(base, 4), "source": source, "attempts": base_attempts},
         "thresholds": {
             "false_alarms_per_day": rule.false_alarms_per_day,
-            "per_window_bound": float(f"{alpha:.3g}"),
+            "per_window_bound": reported(alpha),
             "rate_factor": rule.rate_factor,
             "min_rate_increase": rule.min_rate_increase,
             "min_failed": rule.min_failed,
@@ -199,10 +205,6 @@ def failure_rate(name: str, rule: FailureRateRule, w: Window) -> list[Finding]:
             sample_since=since,
         )
     ]  # fmt: skip
-
-
-def _one_up(severity: Severity) -> Severity:
-    return LOWEST_FIRST[min(LOWEST_FIRST.index(severity) + 1, len(LOWEST_FIRST) - 1)]
 
 
 def _span(minutes: int) -> str:

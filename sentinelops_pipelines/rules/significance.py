@@ -83,12 +83,21 @@ def normal_sf(z: float) -> float:
     return 0.5 * math.erfc(z / math.sqrt(2))
 
 
+MAX_STRENGTH = 999.0  # where a probability underflows to 0: finite, so evidence stays JSON
+
+
 def strength(p_value: float, bound: float) -> float:
     """How far past the bound a tail probability is, in multiples of the bound's surprise:
     1.0 at the bound, 2.0 at its square (log p / log bound); 0 when p is 1."""
     if p_value <= 0:
-        return math.inf
-    return math.log(p_value) / math.log(bound) if p_value < 1 else 0.0
+        return MAX_STRENGTH
+    how_far = math.log(p_value) / math.log(bound) if p_value < 1 else 0.0
+    return min(how_far, MAX_STRENGTH)
+
+
+def reported(probability: float) -> float:
+    """A probability as evidence shows it: three significant digits."""
+    return float(f"{probability:.3g}")
 
 
 def binomial_bound(n: int, p: float, alpha: float) -> int | None:

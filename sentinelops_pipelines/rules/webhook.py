@@ -8,7 +8,7 @@ import math
 from sentinelops_pipelines.rules.definitions import IntegrityRule, SilenceRule
 from sentinelops_pipelines.rules.metrics import percent
 from sentinelops_pipelines.rules.model import Finding, Severity, Window
-from sentinelops_pipelines.rules.significance import per_test, strength
+from sentinelops_pipelines.rules.significance import per_test, reported, strength
 
 
 def integrity(name: str, rule: IntegrityRule, w: Window) -> list[Finding]:
@@ -52,7 +52,7 @@ def silence(name: str, rule: SilenceRule, w: Window) -> list[Finding]:
     # No event at all where `expected` arrive at random: probability exp(-expected).
     alpha = per_test(rule.false_alarms_per_day)
     p_none = math.exp(-expected)
-    how_far = min(strength(p_none, alpha), 999.0)
+    how_far = strength(p_none, alpha)
     severity = rule.severity_at.severity(how_far)
     if severity is None:
         return []
@@ -63,7 +63,7 @@ def silence(name: str, rule: SilenceRule, w: Window) -> list[Finding]:
             evidence={
                 "events": 0,
                 "window_minutes": minutes,
-                "p_value": float(f"{p_none:.3g}"),
+                "p_value": reported(p_none),
                 "strength": round(how_far, 2),
                 "baseline": {
                     "expected": round(expected, 2),
@@ -73,7 +73,7 @@ def silence(name: str, rule: SilenceRule, w: Window) -> list[Finding]:
                 "thresholds": {
                     "min_expected": rule.min_expected,
                     "false_alarms_per_day": rule.false_alarms_per_day,
-                    "per_window_bound": float(f"{alpha:.3g}"),
+                    "per_window_bound": reported(alpha),
                     "severity_at": rule.severity_at.model_dump(),
                 },
             },

@@ -9,7 +9,7 @@ concurrent runs queue instead of racing.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 from typing import Literal
 
@@ -80,13 +80,9 @@ VALUES (%(id)s, NULL, 'open', %(actor)s, %(note)s)
 def sample_event_ids(conn: Connection, finding: Finding) -> list[str]:
     if not finding.sample_types:
         return []
+    since, end = finding.span
     rows = conn.execute(
-        SAMPLE_IDS,
-        {
-            "since": finding.sample_since or finding.window_start,
-            "end": finding.window_start + WINDOW,
-            "types": list(finding.sample_types),
-        },
+        SAMPLE_IDS, {"since": since, "end": end, "types": list(finding.sample_types)}
     ).fetchall()
     return [row[0] for row in rows]
 
@@ -104,12 +100,15 @@ def record(
     quiet_gap: timedelta,
     alert_min_severity: str = "medium",
     announce: list[tuple[int, str]] | None = None,
+    diagnose: Callable[[Finding], Finding] | None = None,
 ) -> Outcome:
     """Write one finding; the caller's transaction commits it, with the Slack notification an
     opening at or above `alert_min_severity`, or any escalation, enqueues (never for a demo).
 
     With `announce`, each opening or escalation is appended to it as (anomaly id, outcome)
-    instead, for the caller to announce once it knows how the incident ends up (catch_up.py)."""
+    instead, for the caller to announce once it knows how the incident ends up (catch_up.py).
+    `diagnose` (and the sample events) run only for a finding that will be written: a window
+    already recorded at this severity or worse is left at once."""
 
     def enqueue(anomaly_id: int, kind: notifications.Kind) -> None:
         if announce is not None:
@@ -128,13 +127,15 @@ def record(
         " WHERE rule = %(rule)s AND scope = %(scope)s AND window_start = %(start)s",
         key,
     ).fetchone()
+    if seen is not None and rank(finding.severity) <= rank(seen[1]):
+        return "unchanged"
+    if diagnose is not None:
+        finding = diagnose(finding)
     evidence = {**finding.evidence, "window_start": start.isoformat()}
     if "sample_event_ids" not in evidence:
         evidence["sample_event_ids"] = sample_event_ids(conn, finding)
     if seen is not None:
-        anomaly_id, window_severity = seen
-        if rank(finding.severity) <= rank(window_severity):
-            return "unchanged"
+        anomaly_id = seen[0]
         # A late event made an evaluated window worse: keep the worse verdict.
         conn.execute(
             "UPDATE anomaly_windows SET severity = %(severity)s, evidence = %(evidence)s"

@@ -20,8 +20,15 @@ from sentinelops_pipelines.rules import diagnosis
 from sentinelops_pipelines.rules.definitions import CountRule, FailureRateRule, RuleDefinition
 from sentinelops_pipelines.rules.metrics import METRIC_TYPES, PAYMENT_TYPES
 from sentinelops_pipelines.rules.model import Finding
+from sentinelops_pipelines.storage.metrics import (
+    DECLINE_CODE,
+    FAILURE_CODE,
+    OBJECT_KEY,
+    PAYMENT_KEY,
+)
 
 CODE_LENGTH = 64  # a code longer than any of Stripe's is cut, not stored whole
+_IN_SPAN = {"t": "e.type", "o": "o"}  # the event's type and data.object in `_span`'s fields
 
 
 def _span(fields: str) -> str:
@@ -77,12 +84,9 @@ def _counts(column: str) -> str:
 # one says. The latest failed charge of an attempt gives its codes and card; the PaymentIntent's
 # last_payment_error stands in for a charge that is missing.
 PAYMENT_FIELDS = f"""
-CASE WHEN e.type LIKE 'payment_intent.%%' THEN o ->> 'id'
-     ELSE coalesce(o ->> 'payment_intent', o ->> 'id') END AS payment_key,
-left(CASE WHEN e.type = 'charge.failed' THEN o ->> 'failure_code'
-          ELSE o #>> '{{last_payment_error,code}}' END, {CODE_LENGTH}) AS failure_code,
-left(CASE WHEN e.type = 'charge.failed' THEN o #>> '{{outcome,reason}}'
-          ELSE o #>> '{{last_payment_error,decline_code}}' END, {CODE_LENGTH}) AS decline_code,
+{PAYMENT_KEY.format(**_IN_SPAN)} AS payment_key,
+left({FAILURE_CODE.format(**_IN_SPAN)}, {CODE_LENGTH}) AS failure_code,
+left({DECLINE_CODE.format(**_IN_SPAN)}, {CODE_LENGTH}) AS decline_code,
 lower(o ->> 'currency') AS currency, {_amount("o -> 'amount'")} AS amount,
 o #>> '{{payment_method_details,card,fingerprint}}' AS card, o ->> 'customer' AS customer"""
 
@@ -121,7 +125,7 @@ SELECT (SELECT count(DISTINCT payment_key) FROM ev) AS attempts,
 # One refund per refunded charge and one dispute per dispute, as the rollup counts them. A
 # charge.refunded event holds its refunds (newest first) when the API version expands them.
 REASON_FIELDS = f"""
-CASE WHEN e.type = 'refund.created' THEN o ->> 'charge' ELSE o ->> 'id' END AS key,
+{OBJECT_KEY.format(**_IN_SPAN)} AS key,
 left(CASE WHEN e.type = 'charge.refunded'
           THEN jsonb_path_query_first(o, '$.refunds.data[*].reason ? (@ != null)') #>> '{{}}'
           ELSE o ->> 'reason' END, {CODE_LENGTH}) AS reason,
@@ -188,7 +192,7 @@ REASONED = frozenset({"refunds", "disputes"})
 def diagnosed(conn: Connection, finding: Finding, rule: RuleDefinition) -> Finding:
     """The finding with what its breaching span's raw events say of it, for failure spikes
     and refund or dispute spikes; any other finding as it is."""
-    since, end = diagnosis.span(finding)
+    since, end = finding.span  # the breaching span's raw events only
     if isinstance(rule, FailureRateRule):
         failures = failure_stats(conn, since, end)
         return diagnosis.with_failure_diagnosis(finding, failures, rule.diagnosis)

@@ -28,30 +28,35 @@ METRICS = (
 # exactly which stored events it counted (sentinelops/coverage.py). A concurrent rollup that read
 # less than the stored one leaves it be.
 
-# The payment an event is about: a failed card payment emits charge.failed and
-# payment_intent.payment_failed, both about one PaymentIntent, so payments are counted, not events.
+# What an event says, over its type `{t}` and data.object `{o}`; the rollup and the diagnosis
+# (storage/diagnosis.py) read events through these. The payment an event is about: a failed card
+# payment emits charge.failed and payment_intent.payment_failed, both about one PaymentIntent,
+# so payments are counted, not events. A refund is about its charge.
+PAYMENT_KEY = (
+    "CASE WHEN {t} LIKE 'payment_intent.%%' THEN {o} ->> 'id'"
+    " ELSE coalesce({o} ->> 'payment_intent', {o} ->> 'id') END"
+)
+OBJECT_KEY = "CASE WHEN {t} = 'refund.created' THEN {o} ->> 'charge' ELSE {o} ->> 'id' END"
+# A failed charge's codes; a PaymentIntent's last_payment_error for a payment_failed event.
+FAILURE_CODE = "coalesce({o} ->> 'failure_code', {o} #>> '{{last_payment_error,code}}')"
+DECLINE_CODE = (
+    "coalesce({o} #>> '{{outcome,reason}}', {o} #>> '{{last_payment_error,decline_code}}')"
+)
+_IN_ROLLUP = {"t": "type", "o": "(payload -> 'data' -> 'object')"}
+
 EVENTS_IN_RANGE = f"""
 ev AS (
     SELECT id, type, {BIN.format(col="created")} AS window_start,
-           CASE WHEN type LIKE 'payment_intent.%%' THEN payload #>> '{{data,object,id}}'
-                ELSE coalesce(payload #>> '{{data,object,payment_intent}}',
-                              payload #>> '{{data,object,id}}') END AS payment_key,
-           CASE WHEN type = 'refund.created' THEN payload #>> '{{data,object,charge}}'
-                ELSE payload #>> '{{data,object,id}}' END AS object_key,
+           {PAYMENT_KEY.format(**_IN_ROLLUP)} AS payment_key,
+           {OBJECT_KEY.format(**_IN_ROLLUP)} AS object_key,
            lower(payload #>> '{{data,object,currency}}') AS currency,
-           ARRAY[coalesce(payload #>> '{{data,object,failure_code}}',
-                          payload #>> '{{data,object,last_payment_error,code}}'),
-                 coalesce(payload #>> '{{data,object,outcome,reason}}',
-                          payload #>> '{{data,object,last_payment_error,decline_code}}')]
+           ARRAY[{FAILURE_CODE.format(**_IN_ROLLUP)}, {DECLINE_CODE.format(**_IN_ROLLUP)}]
                AS codes,
            coalesce(payload #>> '{{data,object,amount_received}}',
                     payload #>> '{{data,object,amount}}')::bigint AS amount
       FROM stripe_events
      WHERE created >= %(start)s AND created < %(end)s
 )"""
-
-# Codes are Stripe's own identifiers (no quotes), so the array is written into the statement.
-PROCESSING = "ARRAY[" + ", ".join(f"'{code}'" for code in sorted(PROCESSING_CODES)) + "]::text[]"
 
 ROLL_UP_METRICS = f"""
 WITH {EVENTS_IN_RANGE},
@@ -67,7 +72,7 @@ by_created AS (
            count(DISTINCT payment_key) FILTER (WHERE type IN ('charge.failed',
                'payment_intent.payment_failed')) AS payments_failed,
            count(DISTINCT payment_key) FILTER (WHERE type IN ('charge.failed',
-               'payment_intent.payment_failed') AND codes && {PROCESSING})
+               'payment_intent.payment_failed') AND codes && %(processing)s::text[])
                AS payments_failed_processing,
            count(DISTINCT payment_key) FILTER (WHERE type IN ('charge.succeeded',
                'payment_intent.succeeded')) AS payments_succeeded,
@@ -131,7 +136,9 @@ SELECT currency, window_start, count(*), sum(amount), max(amount),
 def roll_up(conn: Connection, start: datetime, end: datetime) -> dict[str, int]:
     """Recompute the rollups of [start, end); returns what was written."""
     params = {"start": start, "end": end}
-    windows = conn.execute(ROLL_UP_METRICS, params).rowcount
+    windows = conn.execute(
+        ROLL_UP_METRICS, {**params, "processing": sorted(PROCESSING_CODES)}
+    ).rowcount
     conn.execute(DELETE_AMOUNTS, params)
     amounts = conn.execute(ROLL_UP_AMOUNTS, params).rowcount
     events = conn.execute(
@@ -228,8 +235,6 @@ rolled AS (
     SELECT currency, window_start, payments, amount_max, max_event_id,
            coalesce(sum(payments) OVER d30, 0) AS history_payments,
            coalesce(sum(amount_sum) OVER d30, 0) AS history_amount,
-           coalesce(sum(log_amount_sum::numeric) OVER d30, 0) AS history_log_amount,
-           count(*) OVER d30 AS history_windows,
            coalesce(sum(payments) FILTER (WHERE {SPREAD}) OVER d30, 0) AS spread_payments,
            count(*) FILTER (WHERE {SPREAD}) OVER d30 AS spread_windows,
            coalesce(sum(log_amount_sum::numeric) FILTER (WHERE {SPREAD}) OVER d30, 0)
@@ -279,8 +284,6 @@ def load_windows_for_evaluation(
                     max_event_id=row["max_event_id"],
                     history_payments=int(row["history_payments"]),
                     history_amount=int(row["history_amount"]),
-                    history_log_amount=float(row["history_log_amount"]),
-                    history_windows=int(row["history_windows"]),
                     spread_payments=int(row["spread_payments"]),
                     spread_windows=int(row["spread_windows"]),
                     spread_log_amount=float(row["spread_log_amount"]),

@@ -71,7 +71,7 @@ def test_the_rollup_stores_the_squares_of_log_amounts(history, db):
 def test_rows_without_squares_are_left_out_of_the_spread(history, database_url):
     w = spike_window(database_url)
     (usd,) = w.amounts
-    assert (usd.history_payments, usd.history_windows) == (1152, 576)
+    assert usd.history_payments == 1152
     assert (usd.spread_payments, usd.spread_windows) == (576, 288)  # day two only
 
     (finding,) = evaluate("amount_spike", RULE, w)

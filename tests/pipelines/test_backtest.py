@@ -50,22 +50,22 @@ class TestIncidents:
     @pytest.mark.parametrize(
         "breaches, expected",
         [
-            pytest.param([(0, "low"), (5, "low")], [(0, 10, "low", 2)], id="consecutive-windows"),
-            pytest.param([(0, "low"), (35, "low")], [(0, 40, "low", 2)],
+            pytest.param([(0, "low"), (5, "low")], [(0, 10, "low")], id="consecutive-windows"),
+            pytest.param([(0, "low"), (35, "low")], [(0, 40, "low")],
                          id="a-gap-of-exactly-the-quiet-gap-extends-as-record-does"),
-            pytest.param([(0, "low"), (40, "low")], [(0, 5, "low", 1), (40, 45, "low", 1)],
+            pytest.param([(0, "low"), (40, "low")], [(0, 5, "low"), (40, 45, "low")],
                          id="past-the-quiet-gap-a-new-incident"),
-            pytest.param([(0, "low"), (5, "high"), (10, "medium")], [(0, 15, "high", 3)],
+            pytest.param([(0, "low"), (5, "high"), (10, "medium")], [(0, 15, "high")],
                          id="severity-is-the-highest-window"),
-            pytest.param([(0, "medium"), (0, "low")], [(0, 5, "medium", 1)],
+            pytest.param([(0, "medium"), (0, "low")], [(0, 5, "medium")],
                          id="a-window-judged-twice-keeps-its-worse-verdict"),
-            pytest.param([(10, "low"), (0, "low")], [(0, 15, "low", 2)], id="any-order"),
+            pytest.param([(10, "low"), (0, "low")], [(0, 15, "low")], id="any-order"),
         ],
     )  # fmt: skip
     def test_breaches_group_as_the_product_records_them(self, breaches, expected):
         found = group_incidents([finding(m, s) for m, s in breaches], GAP)
-        assert [(i.start, i.end, i.severity, i.windows) for i in found] == [
-            (at(a), at(b), s, n) for a, b, s, n in expected
+        assert [(i.start, i.end, i.severity) for i in found] == [
+            (at(a), at(b), s) for a, b, s in expected
         ]
 
     def test_rules_and_scopes_are_separate_incidents(self):

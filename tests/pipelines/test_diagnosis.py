@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import psycopg
@@ -345,7 +344,7 @@ SPREAD = (("generic_decline", 30), ("insufficient_funds", 25), ("do_not_honor", 
 def test_classification(s, expected):
     verdict = diagnosis.classify_failures(s)
     assert verdict.classification == expected, verdict.reason
-    assert re.search(r"\d", verdict.reason)  # a reason always carries its numbers
+    assert str(s.failed) in verdict.reason  # a reason says how many failures it rests on
 
 
 def test_the_classification_thresholds_are_read_from_the_rules_file(tmp_path):
@@ -391,12 +390,6 @@ def test_only_the_top_codes_are_listed_by_name():
     assert codes.evidence() == {
         "top": [{"code": f"code_{i}", "count": 10 - i} for i in range(5)], "other": 5 + 4 + 3,
     }  # fmt: skip
-
-
-def test_the_span_is_the_breaching_windows():
-    assert diagnosis.span(FINDING) == SPAN
-    longer = replace(FINDING, sample_since=SPIKE - timedelta(minutes=25))
-    assert diagnosis.span(longer) == (SPIKE - timedelta(minutes=25), SPAN[1])
 
 
 REFUNDS = Finding.of_account("refund_spike", SPIKE, "medium", "12 refunds in 30 min (usually 0.4)",

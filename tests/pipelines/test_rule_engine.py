@@ -184,7 +184,6 @@ def currency(code, largest, typical, sigma=1.0, per_day=30_000, days=30, spread_
     return AmountWindow(
         code, max(1, round(per_day / DAY)), round(largest), "evt_big",
         history_payments=n, history_amount=round(n * typical * math.exp(sigma**2 / 2)),
-        history_log_amount=n * mu, history_windows=round(DAY * days),
         spread_payments=s, spread_windows=round(DAY * spread_days), spread_log_amount=s * mu,
         spread_log_amount_sq=(s - 1) * sigma**2 + s * mu**2,
     )  # fmt: skip
@@ -195,8 +194,9 @@ def average(typical, sigma=1.0):
 
 
 def judged(amounts: list[AmountWindow]) -> Window:
-    """A window with these currencies, in an account with as much history as the first has."""
-    return window(amounts=amounts, windows_30d=amounts[0].history_windows)
+    """A window with these currencies, in an account with as much history as the first has
+    rolled up since migration 0008."""
+    return window(amounts=amounts, windows_30d=amounts[0].spread_windows)
 
 
 # Cause 4 (issue 14). The old rule fired at 5x the 30-day average (factors low 5, medium 10,
@@ -243,7 +243,7 @@ def test_a_currency_paid_a_few_times_a_day_is_judged_in_an_account_with_a_month(
     # ~4 JPY payments a day: ~120 windows of its own in 30 days, under min_history_windows
     # (288), in an account with 8,640 windows of history. Before, never judged.
     jpy = currency("jpy", 80 * average(5000, 0.8), 5000, 0.8, per_day=4)
-    jpy = replace(jpy, history_windows=120, spread_windows=120)
+    jpy = replace(jpy, spread_windows=120)
     assert severity("amount_spike", window(amounts=[jpy], windows_30d=30 * DAY)) is not None
     assert severity("amount_spike", window(amounts=[jpy], windows_30d=DAY // 2)) is None
 
