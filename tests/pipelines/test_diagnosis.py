@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import psycopg
@@ -175,6 +176,26 @@ class TestCountSpikeDiagnosis:
         assert re.search(r", \d+ of them fraudulent$", title), title
         assert evidence["diagnosis"]["reasons"]["top"][0]["code"] == "fraudulent"
         assert evidence["diagnosis"]["amounts"]["currency"] == "usd"
+
+
+def test_a_window_already_recorded_is_not_diagnosed_again(db):
+    from sentinelops_pipelines.storage.anomalies import record
+
+    diagnosed: list[Finding] = []
+
+    def diagnose(finding: Finding) -> Finding:
+        diagnosed.append(finding)
+        return finding
+
+    finding = Finding.of_account("payment_failure_spike", SPIKE, "medium", "t", evidence={})
+    # A re-run of the same range (a sensor's, a backfill's) meets the window again.
+    outcomes = [record(db, finding, timedelta(minutes=30), diagnose=diagnose) for _ in range(3)]
+    assert outcomes == ["opened", "unchanged", "unchanged"]
+    assert len(diagnosed) == 1
+    # A worse verdict for the same window is written, so it is diagnosed.
+    assert record(db, replace(finding, severity="high"), timedelta(minutes=30),
+                  diagnose=diagnose) == "escalated"  # fmt: skip
+    assert len(diagnosed) == 2
 
 
 def test_an_incident_opened_unclassified_takes_the_first_diagnosis_that_tells_it(db):
