@@ -14,15 +14,13 @@ import pytest
 
 from sentinelops import cli
 from sentinelops.settings import get_settings
-from sentinelops_pipelines.assets.rules import anomalies, window_metrics
-from sentinelops_pipelines.assets.sources import stripe_events
 from sentinelops_pipelines.backtest import compare, group_incidents
 from sentinelops_pipelines.jobs import rules_backtest_job
 from sentinelops_pipelines.resources import PostgresResource, RulesResource
 from sentinelops_pipelines.rules.definitions import default_rules_text
 from sentinelops_pipelines.rules.model import Finding
 from tests import streams
-from tests.support import live_rules_file
+from tests.pipelines.test_rule_assets import run_range
 
 T0 = datetime(2026, 3, 2, tzinfo=UTC)
 DAY = "2026-03-02"
@@ -120,15 +118,7 @@ def history(database_url: str) -> datetime:
     streams.store(database_url, streams.normal_traffic(T0, hours=8))
     spike = T0 + timedelta(hours=5)
     streams.store(database_url, streams.failure_spike(spike, minutes=30))
-    result = dg.materialize(
-        [stripe_events, window_metrics, anomalies],
-        resources={"postgres": PostgresResource(database_url=database_url),
-                   "rules": RulesResource(path=live_rules_file())},
-        tags={"dagster/asset_partition_range_start": f"{DAY}-00:00",
-              "dagster/asset_partition_range_end": f"{DAY}-07:55"},
-        selection=[window_metrics, anomalies],
-    )  # fmt: skip
-    assert result.success
+    assert run_range(database_url, T0, T0 + timedelta(hours=7, minutes=55)).success
     return spike
 
 
