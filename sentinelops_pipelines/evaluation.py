@@ -1,7 +1,8 @@
 """One evaluation pass over a range of 5-minute windows, in the caller's transaction: every
 enabled rule over the windows, each finding recorded once (diagnosed only when it is written),
-incidents found late announced together, and the windows marked evaluated. The `anomalies`
-asset runs it; so does benchmarks/detection.py, so the benchmark judges what the product does.
+incidents found late announced together, what each rule read in each window stored (the
+console's charts: rule_readings), and the windows marked evaluated. The `anomalies` asset runs
+it; so does benchmarks/detection.py, so the benchmark judges what the product does.
 """
 
 from __future__ import annotations
@@ -15,10 +16,12 @@ from psycopg import Connection
 from sentinelops_pipelines.rules.definitions import RuleBook
 from sentinelops_pipelines.rules.engine import evaluate
 from sentinelops_pipelines.rules.model import Finding
+from sentinelops_pipelines.rules.readings import readings
 from sentinelops_pipelines.storage import anomalies as anomaly_sql
 from sentinelops_pipelines.storage import catch_up
 from sentinelops_pipelines.storage import diagnosis as diagnosis_sql
 from sentinelops_pipelines.storage import metrics as metrics_sql
+from sentinelops_pipelines.storage import readings as readings_sql
 
 
 @dataclass
@@ -27,19 +30,29 @@ class Evaluated:
     outcomes: Counter[str] = field(default_factory=Counter)  # record()'s outcome per finding
     by_rule: Counter[str] = field(default_factory=Counter)  # "rule:outcome", changes only
     found_late: int = 0
+    readings: int = 0  # rows of rule_readings written
 
 
 def evaluate_range(
-    conn: Connection, book: RuleBook, start: datetime, end: datetime, notify_from: str
+    conn: Connection,
+    book: RuleBook,
+    start: datetime,
+    end: datetime,
+    notify_from: str,
+    run_id: str | None = None,
 ) -> Evaluated:
     """Judge the windows in [start, end) with `book`; openings below `notify_from` are
-    recorded but not posted."""
+    recorded but not posted. `run_id`, the Dagster run's, goes into the evidence it writes,
+    so the console links an incident to the run that opened (or escalated) it."""
     enabled = book.enabled()
     gap = timedelta(minutes=book.quiet_gap_minutes)
     windows, snapshots = metrics_sql.load_windows_for_evaluation(conn, start, end)
     findings = [
         f for w in windows for name, rule in enabled.items() for f in evaluate(name, rule, w)
     ]
+    if run_id is not None:
+        for finding in findings:
+            finding.evidence["dagster_run_id"] = run_id
 
     # What kind of spike each one is, from its breaching span's raw events only; record() asks
     # only for findings it will write.
@@ -55,6 +68,10 @@ def evaluate_range(
             result.by_rule[f"{finding.rule}:{outcome}"] += 1
     late_after = timedelta(minutes=book.found_late_after_minutes)
     result.found_late = catch_up.announce(conn, announced, notify_from, late_after)
+    result.readings = readings_sql.write(
+        conn,
+        [r for w in windows for name, rule in enabled.items() for r in readings(name, rule, w)],
+    )
     # Same transaction as the anomalies: a run that dies leaves its windows stale.
     metrics_sql.mark_evaluated(conn, snapshots)
     return result

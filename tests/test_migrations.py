@@ -348,3 +348,18 @@ class TestEachMigrationLeaves:
             "SELECT payments_failed_processing FROM window_metrics"
         ).fetchone() == (0,)
         assert refusal(scratch, "UPDATE window_metrics SET payments_failed_processing = NULL")
+
+    def test_0010_one_reading_per_rule_scope_measure_and_window(self, scratch, schema):
+        reading = (
+            "INSERT INTO rule_readings (rule, scope, measure, window_start, label, observed,"
+            " expected, bound, bound_kind) VALUES ('payment_failure_spike', 'all', 'failed_30m',"
+            " '2026-05-01 12:00+00', 'failed payments in 30 min', 12, 1.5, %s, %s)"
+        )
+        assert refusal(scratch, reading, (None, "sideways")) == "CheckViolation"
+        assert refusal(scratch, reading, (None, "above")) is None  # no bound reachable
+        assert refusal(scratch, reading, (9, "above")) == "UniqueViolation"
+        assert scratch.execute(
+            "SELECT bound, evaluated_at = now() FROM rule_readings"
+        ).fetchone() == (None, True)
+        # The console reads one series over a range: the key's order serves it.
+        assert "(rule, scope, measure, window_start)" in schema.index("rule_readings_pkey")

@@ -55,7 +55,9 @@ def anomalies(
     notify_from = get_settings().alert_min_severity
     window = context.partition_time_window
     with postgres.connect() as conn:
-        result = evaluate_range(conn, book, window.start, window.end, notify_from)
+        result = evaluate_range(
+            conn, book, window.start, window.end, notify_from, run_id=context.run_id
+        )
     outcomes = result.outcomes
     context.log.info("evaluated %d windows with %d rules: %s", result.windows,
                      len(book.enabled()), dict(outcomes))  # fmt: skip

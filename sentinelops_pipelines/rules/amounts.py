@@ -69,6 +69,23 @@ def baseline(rule: AmountRule, a: AmountWindow, account_windows: int) -> tuple[f
     return log_moments(a)
 
 
+def amount_at_bound(rule: AmountRule, mean: float, sd: float, n: int, alpha: float) -> float:
+    """The smallest largest-of-`n` payment that fires at tail bound `alpha` (Stripe's minor
+    units): improbable under the log-normal fit and at least `min_multiple` of its geometric
+    mean."""
+    return max(rule.min_multiple * math.exp(mean), math.exp(mean + sd * _z_at(alpha, n)))
+
+
+def judged_currencies(
+    rule: AmountRule, w: Window
+) -> tuple[list[tuple[AmountWindow, tuple[float, float]]], float]:
+    """The window's currencies with a baseline to judge by (with its μ and σ), and the tail
+    bound each decision gets: the rule's daily budget is shared among them, so more currencies
+    do not mean more false alarms."""
+    judged = [(a, m) for a in w.amounts if (m := baseline(rule, a, w.windows_30d)) is not None]
+    return judged, per_test(rule.false_alarms_per_day, len(judged))
+
+
 def judge(
     rule: AmountRule, a: AmountWindow, mean: float, sd: float, alpha: float
 ) -> tuple[float, dict[str, Any]] | None:
@@ -83,7 +100,7 @@ def judge(
     if p_value > alpha:
         return None
     average = a.history_amount / a.history_payments
-    at_bound = max(rule.min_multiple * geometric, math.exp(mean + sd * _z_at(alpha, n)))
+    at_bound = amount_at_bound(rule, mean, sd, n, alpha)
     surprise = strength(p_value, alpha)
     return surprise, {
         "currency": a.currency,
@@ -118,10 +135,7 @@ def judge(
 
 
 def amount_spike(name: str, rule: AmountRule, w: Window) -> list[Finding]:
-    judged = [(a, m) for a in w.amounts if (m := baseline(rule, a, w.windows_30d)) is not None]
-    # One decision per currency judged: the rule's daily budget is shared among them, so more
-    # currencies do not mean more false alarms.
-    alpha = per_test(rule.false_alarms_per_day, len(judged))
+    judged, alpha = judged_currencies(rule, w)
     findings = []
     for a, (mean, sd) in judged:
         verdict = judge(rule, a, mean, sd, alpha)
@@ -132,6 +146,8 @@ def amount_spike(name: str, rule: AmountRule, w: Window) -> list[Finding]:
         if severity is None:
             continue
         evidence["currencies_judged"] = len(judged)
+        # The series a chart of it draws (rule_readings).
+        evidence["chart"] = {"measure": "max_amount", "scope": a.currency}
         usual = format_amount(evidence["baseline"]["geometric_mean"], a.currency)
         title = (
             f"A payment of {format_amount(a.amount_max, a.currency)} is far above usual for"

@@ -14,9 +14,9 @@ from sentinelops_pipelines.rules.definitions import FailureRateRule
 from sentinelops_pipelines.rules.metrics import FAILURE_TYPES, percent
 from sentinelops_pipelines.rules.model import Finding, Window
 from sentinelops_pipelines.rules.significance import (
-    binomial_bound,
     binomial_sf,
     per_test,
+    quick_binomial_bound,
     reported,
     strength,
 )
@@ -70,12 +70,20 @@ def judge_window(
 
 def with_bound(rule: FailureRateRule, verdict: dict[str, Any], base: float, effect: float,
                alpha: float) -> dict[str, Any]:  # fmt: skip
-    """The verdict with the failed count its window needed to breach (None: not even every
-    attempt failing would): what a chart of the incident draws as the bound."""
-    attempts = verdict["attempts"]
-    significant = binomial_bound(attempts, _clamped(base), alpha)
+    """The verdict with the failed count its window needed to breach (`failed_bound`)."""
+    return {**verdict, "bound": failed_bound(rule, verdict["attempts"], base, effect, alpha)}
+
+
+def failed_bound(
+    rule: FailureRateRule, attempts: int, base: float, effect: float, alpha: float
+) -> int | None:
+    """The fewest failed payments among `attempts` that breach at `alpha`: past chance and
+    `_needed` (None: not even every attempt failing would). What a chart draws as the bound."""
     needed = _needed(rule, attempts, effect)
-    return {**verdict, "bound": None if significant is None else max(significant, needed)}
+    if needed > attempts:
+        return None
+    significant = quick_binomial_bound(attempts, _clamped(base), alpha)
+    return None if significant is None else max(significant, needed)
 
 
 def _needed(rule: FailureRateRule, attempts: int, effect: float) -> int:
@@ -132,17 +140,42 @@ def judge(rule: FailureRateRule, w: Window, metric: str, base: float, effect: fl
     return Judged(base, effect, windows, recent)
 
 
-def failure_rate(name: str, rule: FailureRateRule, w: Window) -> list[Finding]:
+# The two measures judged: all failures, and failures with processing errors.
+MEASURES = {"failed": "payments_failed", "processing": "payments_failed_processing"}
+
+
+@dataclass(frozen=True)
+class Usual:
+    """What a window's failures are judged against: per measure, the usual rate and the
+    smallest rate worth an alarm; where the usual rate of all failures comes from; and the
+    per-window bound (each window length and measure is one decision)."""
+
+    rates: dict[str, tuple[float, float]]  # measure -> (usual rate, effect)
+    source: str
+    attempts: int
+    alpha: float
+
+
+def usual(rule: FailureRateRule, w: Window) -> Usual:
     base, source, base_attempts = baseline_rate(rule, w)
     # Failures on the path to the bank (processing_error, ...) are rare on ordinary traffic, so
     # a handful of them among a small shop's attempts already says the processor is down.
-    processing_base = max(
+    processing = max(
         baseline_rate(rule, w, "payments_failed_processing")[0], rule.min_processing_rate
     )
-    alpha = per_test(rule.false_alarms_per_day, 2 * len(rule.window_minutes))
-    failed = judge(rule, w, "payments_failed", base, _effect(rule, base), alpha)
-    processing = judge(rule, w, "payments_failed_processing", processing_base,
-                       processing_base * rule.rate_factor, alpha)  # fmt: skip
+    return Usual(
+        rates={"failed": (base, _effect(rule, base)),
+               "processing": (processing, processing * rule.rate_factor)},
+        source=source, attempts=base_attempts,
+        alpha=per_test(rule.false_alarms_per_day, 2 * len(rule.window_minutes)),
+    )  # fmt: skip
+
+
+def failure_rate(name: str, rule: FailureRateRule, w: Window) -> list[Finding]:
+    u = usual(rule, w)
+    base, processing_base, alpha = u.rates["failed"][0], u.rates["processing"][0], u.alpha
+    failed = judge(rule, w, MEASURES["failed"], *u.rates["failed"], alpha)
+    processing = judge(rule, w, MEASURES["processing"], *u.rates["processing"], alpha)
     verdicts = [(failed.windows[k], k, "failed") for k in failed.breached] + [
         (processing.windows[k], k, "processing") for k in processing.breached
     ]
@@ -164,17 +197,17 @@ def failure_rate(name: str, rule: FailureRateRule, w: Window) -> list[Finding]:
     if measure == "processing":
         title = (
             f"Payments failing with processing errors: {shown['failed']} of"
-            f" {shown['attempts']} over {_span(minutes)} (usual {percent(processing_base, 1)})"
+            f" {shown['attempts']} over {duration(minutes)} (usual {percent(processing_base, 1)})"
         )
     else:
         title = (
-            f"Payment failure rate {percent(shown['rate'])} over {_span(minutes)}"
+            f"Payment failure rate {percent(shown['rate'])} over {duration(minutes)}"
             f" ({shown['failed']} of {shown['attempts']} payments; usual {percent(base)})"
         )
     evidence = {
         # The window that decided first: what an alert's fields show.
         "observed": {
-            "window": _span(minutes),
+            "window": duration(minutes),
             "of": "processing errors" if measure == "processing" else "all failures",
             **{k: v for k, v in shown.items() if k != "breached"},
         },
@@ -185,8 +218,10 @@ def failure_rate(name: str, rule: FailureRateRule, w: Window) -> list[Finding]:
             "recent_window_still_failing": processing.still_failing,
         },
         "breached_windows": breached,
+        # The series a chart of it draws (rule_readings): the measure and window that decided.
+        "chart": {"measure": f"{measure}_{strongest}", "scope": "all"},
         "recent_window_still_failing": failed.still_failing,
-        "baseline": {"rate": round(base, 4), "source": source, "attempts": base_attempts},
+        "baseline": {"rate": round(base, 4), "source": u.source, "attempts": u.attempts},
         "thresholds": {
             "false_alarms_per_day": rule.false_alarms_per_day,
             "per_window_bound": reported(alpha),
@@ -207,5 +242,6 @@ def failure_rate(name: str, rule: FailureRateRule, w: Window) -> list[Finding]:
     ]  # fmt: skip
 
 
-def _span(minutes: int) -> str:
+def duration(minutes: int) -> str:
+    """A window length as titles and labels say it: 30 min, 2 h."""
     return f"{minutes // 60} h" if minutes >= 60 else f"{minutes} min"
