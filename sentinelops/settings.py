@@ -84,6 +84,12 @@ class Settings(BaseSettings):
     # Keys the tags that name unnamed tokens in anomaly history (and, later, console sessions).
     # Unset: generated into $SENTINELOPS_HOME/session-key (sentinelops/local_secrets.py).
     session_key: SecretStr | None = Field(default=None, alias="SENTINELOPS_SESSION_KEY")
+    # Where the console links into the Dagster UI (runs, asset partitions).
+    dagster_url: str = Field(default="http://127.0.0.1:3000", alias="SENTINELOPS_DAGSTER_URL")
+    # How often the console's incident list refreshes itself (a wall screen stays current).
+    console_refresh_seconds: float = Field(
+        default=15.0, gt=0, alias="SENTINELOPS_CONSOLE_REFRESH_SECONDS"
+    )
     # Largest JSON body any /api/v1 route but the webhook reads (413 above it).
     api_max_bytes: int = Field(default=64 * 1024, gt=0, alias="SENTINELOPS_API_MAX_BYTES")
     # Rejected webhook attempts are kept this long (an attacker's flood must not grow forever).

@@ -163,6 +163,10 @@ def run_stack(settings: Settings, api_port: int = 8000, dagster_port: int = 3000
             "DAGSTER_HOME": str(dagster_home),
             "STRIPE_WEBHOOK_SECRET": webhook_secret,
             "SENTINELOPS_API_TOKEN": api_tokens,
+            # The console links into the Dagster UI this command starts, whatever its port.
+            "SENTINELOPS_DAGSTER_URL": settings.dagster_url
+            if "dagster_url" in settings.model_fields_set
+            else f"http://127.0.0.1:{dagster_port}",
         }
         bindir = Path(sys.executable).parent
         logdir = home / "logs"
@@ -239,6 +243,7 @@ def _banner(
     lines = [
         "",
         "SentinelOps is up",
+        f"  Console    {api_url}/console   (sign in with the API token)",
         f"  API        {api_url}   (OpenAPI: {api_url}/docs)",
         f"  Dagster UI http://127.0.0.1:{dagster_port}",
         f"  Database   {where}, {name} on the server of `sentinelops db url`",

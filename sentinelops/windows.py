@@ -16,6 +16,9 @@ ORIGIN = datetime(2000, 1, 1, tzinfo=UTC)
 # The same width and binning in SQL: `STEP`, and `BIN.format(col="created")`.
 STEP = "interval '5 minutes'"
 BIN = f"date_bin({STEP}, {{col}}, TIMESTAMPTZ '{ORIGIN:%Y-%m-%d %H:%M:%S+00}')"
+# Wider buckets (an hour, a day, several windows) on the same origin, so each holds whole
+# windows: `BUCKET.format(step="%(step)s", col="window_start")`.
+BUCKET = f"date_bin({{step}}::interval, {{col}}, TIMESTAMPTZ '{ORIGIN:%Y-%m-%d %H:%M:%S+00}')"
 
 # Ticks as each window closes; it is also what delimits the partitions.
 CRON = "*/5 * * * *"

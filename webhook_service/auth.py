@@ -56,11 +56,24 @@ class Authenticator:
         scheme, _, presented = (authorization or "").partition(" ")
         if scheme.lower() != "bearer" or not presented:
             raise Unauthorized("a bearer token is required")
-        # Compare against every token, in constant time, so timing reveals neither token nor index.
-        found, presented_bytes = None, presented.encode()
-        for token, actor in self._tokens:
-            if hmac.compare_digest(presented_bytes, token):
-                found = actor
+        found = self.holder(presented)
         if found is None:
             raise Unauthorized("the bearer token is not valid")
         return Caller(actor=f"api:{found}")
+
+    @property
+    def configured(self) -> bool:
+        return bool(self._tokens)
+
+    def holder(self, presented: str) -> str | None:
+        """The name (or tag) of the configured token `presented` is, else None."""
+        # Compare against every token, in constant time, so timing reveals neither token nor index.
+        found, presented_bytes = None, presented.encode()
+        for token, name in self._tokens:
+            if hmac.compare_digest(presented_bytes, token):
+                found = name
+        return found
+
+    def holds(self, name: str) -> bool:
+        """Whether a token of this holder is still configured (a removed token ends sessions)."""
+        return any(hmac.compare_digest(name.encode(), n.encode()) for _, n in self._tokens)

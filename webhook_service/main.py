@@ -17,6 +17,7 @@ from sentinelops.db import database_url
 from sentinelops.settings import Settings, get_settings
 from webhook_service.anomalies.endpoints import router as anomalies_router
 from webhook_service.auth import Authenticator
+from webhook_service.console import install_console
 from webhook_service.errors import install_error_handlers
 from webhook_service.events.endpoints import router as events_router
 from webhook_service.guard import RequestGuard
@@ -108,4 +109,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(anomalies_router, prefix="/api/v1")
     app.include_router(summaries_router, prefix="/api/v1")
     app.include_router(health_router)
+    install_console(app, lambda: local_secrets.session_key(settings))
     return app

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Callable
 from datetime import datetime
 
 from webhook_service.errors import InvalidCursor
@@ -32,3 +33,11 @@ def decode_cursor(cursor: str, kinds: tuple[type, ...]) -> tuple:
     except (ValueError, TypeError, OverflowError, RecursionError):
         raise InvalidCursor("cursor is not one this API issued") from None
     return key
+
+
+def split_page(
+    rows: list[dict], limit: int, key: Callable[[dict], tuple]
+) -> tuple[list[dict], str | None]:
+    """A page from `limit + 1` fetched rows, and the cursor of the next (None on the last)."""
+    page = rows[:limit]
+    return page, encode_cursor(*key(page[-1])) if len(rows) > limit else None

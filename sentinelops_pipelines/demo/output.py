@@ -132,7 +132,8 @@ def render(result: Result) -> str:
         )
     lines += ["", "Where to look:", f"  API      {api}/api/v1/anomalies?only_open=true"]
     if result.console:
-        lines.append(f"  Console  {api}/console")
+        first = f"/incidents/{result.anomalies[0].get('id')}" if result.anomalies else ""
+        lines.append(f"  Console  {api}/console{first}   (sign in with the API token)")
     if result.dagster_run:
         lines.append(f"  Dagster  {result.dagster_run}")
     if result.anomalies:

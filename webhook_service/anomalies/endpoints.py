@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query
 
-from webhook_service.anomalies import repository, service
+from webhook_service.anomalies import service
 from webhook_service.anomalies.lifecycle import Status
 from webhook_service.anomalies.schemas import (
     Anomaly,
@@ -17,8 +17,6 @@ from webhook_service.anomalies.schemas import (
     StatusChange,
 )
 from webhook_service.deps import PoolDep, WriterDep, require_read
-from webhook_service.errors import InvalidCursor
-from webhook_service.pagination import decode_cursor, encode_cursor
 from webhook_service.schemas import NO_NUL, ErrorBody
 
 router = APIRouter(
@@ -48,13 +46,6 @@ async def list_anomalies(
         Query(description="next_cursor of the previous page", max_length=512, pattern=NO_NUL),
     ] = None,
 ) -> AnomalyPage:
-    after = None
-    if cursor:
-        # A cursor carries its sort, so a cursor from another sort order is refused, not misread.
-        decoded = decode_cursor(cursor, (str, *repository.cursor_kinds(sort)))
-        if decoded[0] != sort:
-            raise InvalidCursor(f"this cursor belongs to sort={decoded[0]}, not sort={sort}")
-        after = decoded[1:]
     filters = {
         "only_open": only_open,
         "status": status,
@@ -62,12 +53,7 @@ async def list_anomalies(
         "rule": rule,
         "demo_only": demo_only,
     }
-    async with pool.connection() as conn:
-        rows = await repository.list_anomalies(
-            conn, filters=filters, sort=sort, after=after, limit=limit + 1
-        )
-    page, more = rows[:limit], len(rows) > limit
-    next_cursor = encode_cursor(sort, *repository.cursor_key(sort, page[-1])) if more else None
+    page, next_cursor = await service.page(pool, filters, sort, cursor, limit)
     return AnomalyPage(items=[Anomaly(**row) for row in page], next_cursor=next_cursor)
 
 

@@ -12,9 +12,12 @@ COLUMNS = sql.SQL(
     " updated_at, acknowledged_at, resolved_at, found_late, evidence"
 )
 RANK = sql.SQL("severity_rank(severity)")
+UNRESOLVED = sql.SQL("(status <> 'resolved')::int")
 
 # Each sort is a key (ordered by, and compared as a row for keyset paging) and a direction.
 SORTS: dict[str, tuple[list[sql.Composable], str]] = {
+    # The console's landing order: what still needs someone first, worst first, newest first.
+    "attention": ([UNRESOLVED, RANK, sql.SQL("detected_at"), sql.SQL("id")], "DESC"),
     "severity_desc": ([RANK, sql.SQL("detected_at"), sql.SQL("id")], "DESC"),
     "detected_desc": ([sql.SQL("detected_at"), sql.SQL("id")], "DESC"),
     "detected_asc": ([sql.SQL("detected_at"), sql.SQL("id")], "ASC"),
@@ -41,11 +44,12 @@ async def list_anomalies(
         params.update({f"k{i}": value for i, value in enumerate(after)})
     order = sql.SQL(", ").join(sql.SQL("{} {}").format(p, sql.SQL(direction)) for p in parts)
     query = sql.SQL(
-        "SELECT {cols}, {rank} AS severity_rank FROM anomalies WHERE {where}"
-        " ORDER BY {order} LIMIT {limit}"
+        "SELECT {cols}, {rank} AS severity_rank, {unresolved} AS unresolved FROM anomalies"
+        " WHERE {where} ORDER BY {order} LIMIT {limit}"
     ).format(
         cols=COLUMNS,
         rank=RANK,
+        unresolved=UNRESOLVED,
         where=sql.SQL(" AND ").join(where),
         order=order,
         limit=sql.Literal(limit),
@@ -56,13 +60,22 @@ async def list_anomalies(
 
 
 def cursor_key(sort: str, row: dict) -> tuple:
+    if sort == "attention":
+        return (row["unresolved"], row["severity_rank"], row["detected_at"], row["id"])
     if sort == "severity_desc":
         return (row["severity_rank"], row["detected_at"], row["id"])
     return (row["detected_at"], row["id"])
 
 
 def cursor_kinds(sort: str) -> tuple[type, ...]:
-    return (int, datetime, int) if sort == "severity_desc" else (datetime, int)
+    kinds = {"attention": (int, int, datetime, int), "severity_desc": (int, datetime, int)}
+    return kinds.get(sort, (datetime, int))
+
+
+async def rules_seen(conn: AsyncConnection) -> list[str]:
+    """Every rule that has raised an anomaly, for the console's filter."""
+    cur = await conn.execute("SELECT DISTINCT rule FROM anomalies ORDER BY rule")
+    return [row[0] for row in await cur.fetchall()]
 
 
 async def get_anomaly(conn: AsyncConnection, anomaly_id: int, *, lock: bool = False) -> dict | None:

@@ -6,7 +6,26 @@ from psycopg_pool import AsyncConnectionPool
 
 from webhook_service.anomalies import repository
 from webhook_service.anomalies.lifecycle import Status, check_transition
-from webhook_service.errors import NotFound
+from webhook_service.errors import InvalidCursor, NotFound
+from webhook_service.pagination import decode_cursor, split_page
+
+
+async def page(
+    pool: AsyncConnectionPool, filters: dict, sort: str, cursor: str | None, limit: int
+) -> tuple[list[dict], str | None]:
+    """One keyset page of anomalies and the cursor of the next (None on the last page)."""
+    after = None
+    if cursor:
+        # A cursor carries its sort, so a cursor from another sort order is refused, not misread.
+        decoded = decode_cursor(cursor, (str, *repository.cursor_kinds(sort)))
+        if decoded[0] != sort:
+            raise InvalidCursor(f"this cursor belongs to sort={decoded[0]}, not sort={sort}")
+        after = decoded[1:]
+    async with pool.connection() as conn:
+        rows = await repository.list_anomalies(
+            conn, filters=filters, sort=sort, after=after, limit=limit + 1
+        )
+    return split_page(rows, limit, lambda last: (sort, *repository.cursor_key(sort, last)))
 
 
 async def detail(pool: AsyncConnectionPool, anomaly_id: int) -> dict:

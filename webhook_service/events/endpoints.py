@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query
 from fastapi.responses import JSONResponse
 
 from webhook_service.deps import PoolDep, require_read
-from webhook_service.errors import NotFound
-from webhook_service.events import repository
+from webhook_service.events import service
 from webhook_service.events.schemas import EventDetail, EventPage, EventSummary
-from webhook_service.pagination import decode_cursor, encode_cursor
 from webhook_service.schemas import NO_NUL, ErrorBody, UTCDateTime
 
 router = APIRouter(
@@ -42,14 +39,10 @@ async def list_events(
         Query(description="next_cursor of the previous page", max_length=512, pattern=NO_NUL),
     ] = None,
 ) -> EventPage:
-    after = decode_cursor(cursor, (datetime, str)) if cursor else None
-    async with pool.connection() as conn:
-        rows = await repository.list_events(
-            conn, type=type, since=since, until=until, after=after, limit=limit + 1
-        )
-    page, more = rows[:limit], len(rows) > limit
-    next_cursor = encode_cursor(page[-1]["created"], page[-1]["id"]) if more else None
-    return EventPage(items=[EventSummary(**row) for row in page], next_cursor=next_cursor)
+    rows, next_cursor = await service.page(
+        pool, type=type, since=since, until=until, cursor=cursor, limit=limit
+    )
+    return EventPage(items=[EventSummary(**row) for row in rows], next_cursor=next_cursor)
 
 
 @router.get(
@@ -61,10 +54,7 @@ async def list_events(
 async def get_event(
     pool: PoolDep, event_id: Annotated[str, Path(max_length=255, pattern=NO_NUL)]
 ) -> JSONResponse:
-    async with pool.connection() as conn:
-        row = await repository.get_event(conn, event_id)
-    if row is None:
-        raise NotFound(f"event {event_id} was never received")
+    row = await service.detail(pool, event_id)
     # The payload is returned as stored, not through pydantic: Stripe's JSON may nest deeper
     # than pydantic serializes (a 500 for a signed event ~300 levels deep, which the webhook
     # accepts), and it needs no validation on the way out.

@@ -1,4 +1,4 @@
-"""SQL for reading stored Stripe events."""
+"""SQL for reading stored Stripe events and rejected webhook attempts."""
 
 from __future__ import annotations
 
@@ -24,6 +24,16 @@ SELECT {COLUMNS}
 """
 
 GET_EVENT = f"SELECT {COLUMNS}, payload FROM stripe_events WHERE id = %(id)s"
+
+# Newest first on the identity, which follows arrival; the excerpt is capped at 256 characters
+# by the table itself, the body is never kept.
+LIST_REJECTIONS = """
+SELECT id, received_at, reason, client_addr, body_size, excerpt
+  FROM webhook_rejections
+ WHERE (%(before)s::bigint IS NULL OR id < %(before)s)
+ ORDER BY id DESC
+ LIMIT %(limit)s
+"""
 
 
 async def list_events(
@@ -54,3 +64,9 @@ async def get_event(conn: AsyncConnection, event_id: str) -> dict | None:
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(GET_EVENT, {"id": event_id})
         return await cur.fetchone()
+
+
+async def list_rejections(conn: AsyncConnection, *, before: int | None, limit: int) -> list[dict]:
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(LIST_REJECTIONS, {"before": before, "limit": limit})
+        return await cur.fetchall()
