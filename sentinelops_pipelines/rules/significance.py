@@ -140,67 +140,56 @@ TIE = 1e-6  # relative: closer to the bound than this, two ways of summing a tai
 
 @lru_cache(maxsize=4096)  # a shop's quiet hours repeat their inputs
 def quick_binomial_bound(n: int, p: float, alpha: float) -> int | None:
-    """significance.binomial_bound's answer in one pass, for a reading in every window (its
-    bisection sums a tail per step: 12 tails of ~100 terms for 2 hours of a busy shop). The
-    terms from two standard deviations above the mean up until what is left cannot matter,
-    their tails summed from the top down, and down past the start if need be. Near a tie it
-    asks binomial_bound itself, so the two never differ."""
+    """binomial_bound's answer in one pass, for a reading in every window (its bisection sums
+    a tail per step: 12 tails of ~100 terms for 2 hours of a busy shop). Near a tie it asks
+    binomial_bound itself, so the two never differ."""
     mean = n * p
     lo = max(1, math.floor(mean))
     if n < lo:
         return None
-    k = start = min(n, max(lo, math.floor(mean + 2 * math.sqrt(mean * (1 - p)))))
+    start = min(n, max(lo, math.floor(mean + 2 * math.sqrt(mean * (1 - p)))))
     odds = p / (1 - p)
-    term = first = math.exp(math.lgamma(n + 1) - math.lgamma(k + 1) - math.lgamma(n - k + 1)
-                            + k * math.log(p) + (n - k) * math.log1p(-p))  # fmt: skip
-    terms = [term]
-    while k < n:
-        ratio = (n - k) / (k + 1) * odds  # falls as k rises: the rest is under a geometric sum
-        if ratio < 1 and term * ratio < alpha * 1e-9 * (1 - ratio):
-            break
-        term *= ratio
-        terms.append(term)
-        k += 1
-    above = tail = 0.0  # P(X > k), P(X >= k)
-    for term in reversed(terms):
-        above, tail = tail, tail + term
-        if tail > alpha:  # k is the last count within chance
-            return _settled_binomial(n, p, alpha, above, tail, k + 1 if k < n else None)
-        k -= 1
-    term, k = first, start
-    while k > lo:  # every count from the start up is past chance: step down
-        term *= k / ((n - k + 1) * odds)
-        k -= 1
-        above, tail = tail, tail + term
-        if tail > alpha:
-            return _settled_binomial(n, p, alpha, above, tail, k + 1)
-    return _settled_binomial(n, p, alpha, tail, math.inf, lo)
+    first = math.exp(_binomial_log_pmf(start, n, p))
+    bound, at, below = _first_past(
+        alpha, start, lo, n, first,
+        up=lambda k: (n - k) / (k + 1) * odds, down=lambda k: k / ((n - k + 1) * odds),
+    )  # fmt: skip
+    return binomial_bound(n, p, alpha) if _near(alpha, at, below) else bound
 
 
-def _settled_binomial(
-    n: int, p: float, alpha: float, at: float, below: float, bound: int | None
-) -> int | None:
-    """`bound`, whose tail is `at` and the next lower count's `below`, unless either is too
-    close to alpha for this summation to tell: then binomial_bound's own answer."""
-    if abs(at - alpha) < TIE * alpha or abs(below - alpha) < TIE * alpha:
-        return binomial_bound(n, p, alpha)
-    return bound
-
-
-@lru_cache(maxsize=4096)  # a shop's quiet hours repeat their inputs
+@lru_cache(maxsize=4096)
 def quick_poisson_bound(mean: float, alpha: float) -> int:
-    """significance.poisson_bound's answer in one pass, for a reading in every window (its
-    search sums a tail per step): the terms from two standard deviations above the mean up
-    until what is left cannot matter, their tails summed from the top down, and down past the
-    start if need be. Near a tie it asks poisson_bound itself, so the two never differ."""
+    """poisson_bound's answer in one pass (its search sums a tail per step); near a tie it
+    asks poisson_bound itself, so the two never differ."""
     if mean <= 0:
         return poisson_bound(mean, alpha)
     lo = max(1, math.floor(mean))
-    k = start = max(lo, math.floor(mean + 2 * math.sqrt(mean)))
-    term = first = math.exp(k * math.log(mean) - mean - math.lgamma(k + 1))
-    terms = [term]
-    while True:
-        ratio = mean / (k + 1)  # falls as k rises: the rest is under a geometric sum
+    start = max(lo, math.floor(mean + 2 * math.sqrt(mean)))
+    first = math.exp(start * math.log(mean) - mean - math.lgamma(start + 1))
+    bound, at, below = _first_past(
+        alpha, start, lo, None, first, up=lambda k: mean / (k + 1), down=lambda k: k / mean
+    )
+    assert bound is not None  # a Poisson count has no top: some count is always past chance
+    return poisson_bound(mean, alpha) if _near(alpha, at, below) else bound
+
+
+def _first_past(
+    alpha: float,
+    start: int,
+    lo: int,
+    hi: int | None,
+    first: float,
+    up: Callable[[int], float],
+    down: Callable[[int], float],
+) -> tuple[int | None, float, float]:
+    """The smallest count k >= lo with P(X >= k) <= alpha (None: not even `hi`), with the
+    tails at k and at k - 1, given the probability `first` of `start` and the ratios of one
+    term to the next going up and down. The terms from `start` (two standard deviations above
+    the mean) up until what is left cannot matter are summed from the top down, then down past
+    the start if need be."""
+    k, term, terms = start, first, [first]
+    while hi is None or k < hi:
+        ratio = up(k)  # falls as k rises: the rest is under a geometric sum
         if ratio < 1 and term * ratio < alpha * 1e-9 * (1 - ratio):
             break
         term *= ratio
@@ -210,21 +199,19 @@ def quick_poisson_bound(mean: float, alpha: float) -> int:
     for term in reversed(terms):
         above, tail = tail, tail + term
         if tail > alpha:  # k is the last count within chance
-            return _settled_poisson(mean, alpha, above, tail, k + 1)
+            return (k + 1 if hi is None or k < hi else None), above, tail
         k -= 1
     term, k = first, start
     while k > lo:  # every count from the start up is past chance: step down
-        term *= k / mean
+        term *= down(k)
         k -= 1
         above, tail = tail, tail + term
         if tail > alpha:
-            return _settled_poisson(mean, alpha, above, tail, k + 1)
-    return _settled_poisson(mean, alpha, tail, math.inf, lo)
+            return k + 1, above, tail
+    return lo, tail, math.inf
 
 
-def _settled_poisson(mean: float, alpha: float, at: float, below: float, bound: int) -> int:
-    """`bound`, whose tail is `at` and the next lower count's `below`, unless either is too
-    close to alpha for this summation to tell: then poisson_bound's own answer."""
-    if abs(at - alpha) < TIE * alpha or abs(below - alpha) < TIE * alpha:
-        return poisson_bound(mean, alpha)
-    return bound
+def _near(alpha: float, at: float, below: float) -> bool:
+    """Whether the tail at the bound, or just below it, is too close to alpha for a one-pass
+    sum to tell which side it is on."""
+    return abs(at - alpha) < TIE * alpha or abs(below - alpha) < TIE * alpha

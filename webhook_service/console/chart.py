@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 WIDTH, HEIGHT = 720, 260
-LEFT, RIGHT, TOP, BOTTOM = 56, 12, 14, 34  # margins for the axes' labels
+LEFT, RIGHT, TOP, BOTTOM = 56, 24, 14, 34  # margins for the axes' labels
 
 
 @dataclass(frozen=True)
