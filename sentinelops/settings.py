@@ -97,6 +97,11 @@ class Settings(BaseSettings):
         default=30, ge=1, alias="SENTINELOPS_REJECTIONS_RETENTION_DAYS"
     )
 
+    # The rules' per-window readings (the console's incident charts) are kept this long.
+    readings_retention_days: int = Field(
+        default=90, ge=1, alias="SENTINELOPS_READINGS_RETENTION_DAYS"
+    )
+
     rules_file: str | None = Field(default=None, alias="SENTINELOPS_RULES_FILE")
     partitions_start: str = Field(default="2026-01-01", alias="SENTINELOPS_PARTITIONS_START")
 

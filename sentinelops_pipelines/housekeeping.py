@@ -19,3 +19,15 @@ def prune_webhook_rejections(context: dg.OpExecutionContext, postgres: PostgresR
     context.log.info("deleted %d webhook rejections older than %d days", deleted, days)
     context.add_output_metadata({"deleted": deleted, "retention_days": days})
     return deleted
+
+
+@dg.op
+def prune_rule_readings(context: dg.OpExecutionContext, postgres: PostgresResource) -> int:
+    """Delete the rules' readings of windows older than SENTINELOPS_READINGS_RETENTION_DAYS."""
+    days = get_settings().readings_retention_days
+    with postgres.connect() as conn:
+        conn.autocommit = True
+        deleted = retention.prune_readings(conn, timedelta(days=days))
+    context.log.info("deleted %d rule readings older than %d days", deleted, days)
+    context.add_output_metadata({"deleted": deleted, "retention_days": days})
+    return deleted

@@ -10,7 +10,7 @@ from pydantic import Field
 
 from sentinelops.settings import get_settings
 from sentinelops_pipelines import backtest
-from sentinelops_pipelines.housekeeping import prune_webhook_rejections
+from sentinelops_pipelines.housekeeping import prune_rule_readings, prune_webhook_rejections
 from sentinelops_pipelines.partitions import daily_partitions, five_minute_partitions
 from sentinelops_pipelines.resources import PostgresResource, RulesResource
 
@@ -46,9 +46,12 @@ reconciliation_job = group_job(
 )
 
 
-@dg.job(description="Prune what is kept only for a while (rejected webhook attempts).")
+@dg.job(
+    description="Prune what is kept only for a while (rejected webhook attempts, rule readings)."
+)
 def housekeeping_job() -> None:
     prune_webhook_rejections()
+    prune_rule_readings()
 
 
 class BacktestConfig(dg.Config):

@@ -16,12 +16,29 @@ DELETE FROM webhook_rejections
 """
 
 
+# A day of readings is a few thousand rows: usually one batch.
+PRUNE_READINGS = """
+DELETE FROM rule_readings
+ WHERE ctid IN (SELECT ctid FROM rule_readings
+                 WHERE window_start < now() - %(keep)s LIMIT %(batch)s)
+"""
+
+
 def prune_rejections(conn: Connection, keep: timedelta, batch: int = 10_000) -> int:
     """Delete rejected webhook attempts older than `keep`; how many were deleted."""
+    return _in_batches(conn, PRUNE_REJECTIONS, keep, batch)
+
+
+def prune_readings(conn: Connection, keep: timedelta, batch: int = 10_000) -> int:
+    """Delete the rules' readings of windows older than `keep`; how many were deleted."""
+    return _in_batches(conn, PRUNE_READINGS, keep, batch)
+
+
+def _in_batches(conn: Connection, query: str, keep: timedelta, batch: int) -> int:
     deleted = 0
     while True:
         with conn.transaction():
-            count = conn.execute(PRUNE_REJECTIONS, {"keep": keep, "batch": batch}).rowcount
+            count = conn.execute(query, {"keep": keep, "batch": batch}).rowcount
         deleted += count
         if count < batch:
             return deleted

@@ -1,4 +1,5 @@
-"""Rejected webhook attempts are kept for a while (default 30 days), not forever."""
+"""Rejected webhook attempts (default 30 days) and the rules' readings (90 days) are kept for a
+while, not forever."""
 
 from __future__ import annotations
 
@@ -26,3 +27,19 @@ def test_rejections_past_their_retention_are_pruned_and_recent_ones_kept(databas
     assert result.output_for_node("prune_webhook_rejections") == 25_000
     kept = db.execute("SELECT reason FROM webhook_rejections ORDER BY received_at").fetchall()
     assert kept == [("signature_mismatch",), ("malformed_header",)]
+
+
+def test_readings_past_their_retention_are_pruned_and_recent_ones_kept(database_url, db):
+    db.execute(
+        "INSERT INTO rule_readings (rule, scope, measure, window_start, label, observed,"
+        " bound_kind) SELECT 'refund_spike', 'all', 'count_30m',"
+        " date_trunc('hour', now()) - n * interval '5 minutes', 'refunds', 0, 'above'"
+        " FROM generate_series(0, 100 * 288) n"
+    )
+    result = housekeeping_job.execute_in_process(
+        resources={"postgres": PostgresResource(database_url=database_url)}
+    )
+    assert result.success
+    oldest = db.execute("SELECT now() - min(window_start) FROM rule_readings").fetchone()[0]
+    assert 89 < oldest.total_seconds() / 86400 <= 90
+    assert result.output_for_node("prune_rule_readings") > 9 * 288
