@@ -89,7 +89,7 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _http(request: Request, exc: StarletteHTTPException) -> Response:
         if exc.status_code == 400:
             # FastAPI's only plain 400 is a body it could not parse: a validation error here.
-            return error_response(422, "ValidationError", f"body: {exc.detail}")
+            return _for(request, error_response(422, "ValidationError", f"body: {exc.detail}"))
         names = {404: "NotFound", 405: "MethodNotAllowed", 413: "PayloadTooLarge"}
         return _for(
             request,

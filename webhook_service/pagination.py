@@ -10,6 +10,8 @@ from datetime import datetime
 from webhook_service.errors import InvalidCursor
 from webhook_service.schemas import assume_utc
 
+CURSOR_LIMIT = 512  # far above any cursor issued; the API's cursor parameter says the same
+
 
 def encode_cursor(*key: object) -> str:
     values = [v.isoformat() if isinstance(v, datetime) else v for v in key]
@@ -18,6 +20,8 @@ def encode_cursor(*key: object) -> str:
 
 def decode_cursor(cursor: str, kinds: tuple[type, ...]) -> tuple:
     """The key a cursor carries, typed as `kinds` says; InvalidCursor (422) if it is not ours."""
+    if len(cursor) > CURSOR_LIMIT:  # longer than any we issue: refused before it is decoded
+        raise InvalidCursor("cursor is not one this API issued")
     try:
         raw = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
         if not isinstance(raw, list) or len(raw) != len(kinds):

@@ -5,7 +5,9 @@ Pure, as the rules are: each reading calls the very functions its rule decides w
 bound drawn is the one compared. A bound means: this measure alone fires (at `low` or above)
 iff observed >= bound (`above`), or observed <= bound (`below`: silence). None when no value
 would fire. Severities are `strength(p, alpha) >= low`, i.e. `p <= alpha ** low`; the shipped
-rules have low = 1, where that is `alpha` itself and the bounds equal the evidence's.
+rules have low = 1, where that is `alpha` itself. A count rule's evidence `bound` is the
+significance bound alone; the reading's also holds `min_count` (and the first-in-30-days case),
+since those gate the decision too.
 
 Per kind, and what a bound does not carry:
 * failure_rate: failed_{5,30,120}m and processing_{5,30,120}m (failures with processing
@@ -99,7 +101,7 @@ def count_spike(name: str, rule: CountRule, w: Window) -> list[Reading]:
     label = " and ".join(LABELS[m] for m in rule.metrics)
     return [
         Reading(
-            name, "all", f"count_{minutes}m", f"{label} in {minutes} min", w.start,
+            name, "all", f"count_{minutes}m", f"{label} in {payments.duration(minutes)}", w.start,
             observed=sum(w.value(m, minutes) for m in rule.metrics),
             expected=e.expected if _has_baseline(e) else None,
             bound=counts.count_bound(rule, w, e.judged, alpha),
@@ -147,16 +149,13 @@ def silence(name: str, rule: SilenceRule, w: Window) -> list[Reading]:
     fires = webhook.silent_severity(rule, expected) is not None
     return [
         Reading(
-            name, "all", f"events_{minutes}m", f"Stripe events in {minutes} min", w.start,
+            name, "all", f"events_{minutes}m", f"Stripe events in {payments.duration(minutes)}",
+            w.start,
             observed=w.value("events", minutes),
             expected=None if baseline.source == "none" else expected,
             bound=0 if fires else None, bound_kind="below",
         )
     ]  # fmt: skip
-
-
-def _none(name: str, rule: Any, w: Window) -> list[Reading]:
-    return []  # webhook_gap: found by reconciliation, not read from a window
 
 
 KINDS: dict[str, Callable[[str, Any, Window], list[Reading]]] = {
@@ -165,7 +164,7 @@ KINDS: dict[str, Callable[[str, Any, Window], list[Reading]]] = {
     "amount_spike": amount_spike,
     "integrity": integrity,
     "silence": silence,
-    "gap": _none,
+    "gap": lambda name, rule, w: [],  # webhook_gap: found by reconciliation, not in a window
 }
 
 

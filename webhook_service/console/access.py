@@ -19,9 +19,9 @@ SIGN_IN = "/console/sign-in"
 class Viewer:
     session: Session | None  # None: an anonymous reader (SENTINELOPS_PUBLIC_READS=true)
 
-    @property
-    def signed_in(self) -> bool:
-        return self.session is not None
+
+class BadFilter(ValueError):
+    """A page's filter the console cannot use; its message says how to write it."""
 
 
 class SignInRequired(Exception):

@@ -8,25 +8,23 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import RedirectResponse, Response
 
-from sentinelops.severity import LOWEST_FIRST
+from sentinelops.severity import HIGHEST_FIRST, LOWEST_FIRST
 from webhook_service.anomalies import repository, service
-from webhook_service.console.access import Viewer, viewer
-from webhook_service.console.render import error_page, page
+from webhook_service.console.access import BadFilter, Viewer, viewer
+from webhook_service.console.render import page
 from webhook_service.deps import PoolDep
 
 router = APIRouter(include_in_schema=False)
 PAGE_SIZE = 50
-STATUSES = {  # the filter's choices: status filter, only_open
-    "active": (None, True),
-    "open": ("open", False),
-    "acknowledged": ("acknowledged", False),
-    "resolved": ("resolved", False),
-    "all": (None, False),
+STATUSES = {  # the filter's choices: what it reads, status filter, only_open
+    "active": ("open and acknowledged", None, True),
+    "open": ("open", "open", False),
+    "acknowledged": ("acknowledged", "acknowledged", False),
+    "resolved": ("resolved", "resolved", False),
+    "all": ("all", None, False),
 }
-
-
-class BadFilter(ValueError):
-    pass
+# What the filter form offers, from the same tables the filters are checked against.
+CHOICES = {"statuses": {k: v[0] for k, v in STATUSES.items()}, "severities": HIGHEST_FIRST}
 
 
 def read_filters(request: Request, rules: list[str]) -> dict[str, str]:
@@ -63,9 +61,9 @@ async def incidents(
     try:
         chosen = read_filters(request, rules)
     except BadFilter as exc:
-        context = {"viewer": who, "rules": rules, "chosen": dict(request.query_params)}
+        context = {"viewer": who, "rules": rules, "chosen": dict(request.query_params), **CHOICES}
         return page(request, "incidents.html", {**context, "error": str(exc), "rows": []}, 400)
-    status, only_open = STATUSES[chosen["status"]]
+    _, status, only_open = STATUSES[chosen["status"]]
     filters = {
         "only_open": only_open,
         "status": status,
@@ -74,11 +72,10 @@ async def incidents(
         "demo_only": chosen["demo"] == "only",
     }
     cursor = request.query_params.get("cursor") or None
-    if cursor and len(cursor) > 512:
-        return error_page(request, 400, "Bad page", "that page link is not one we issued")
     rows, next_cursor = await service.page(pool, filters, "attention", cursor, PAGE_SIZE)
     template = "incident_rows.html" if request.query_params.get("partial") == "rows" else None
     context = {
+        **CHOICES,
         "viewer": who,
         "rules": rules,
         "chosen": chosen,

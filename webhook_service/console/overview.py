@@ -108,7 +108,7 @@ async def overview(
         state = await loop_state.read(conn, settings)  # as GET /api/v1/health reads it
     currencies = sorted(
         {c for row in daily for c in row["revenue"]},
-        key=lambda c: -sum(row["revenue"].get(c, 0) for row in daily),
+        key=lambda c: -_total(daily, c),
     )
     context = {
         "viewer": who,
