@@ -8,7 +8,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from sentinelops.severity import Severity
@@ -22,6 +22,10 @@ CHECKED_FOR_PLACEHOLDERS = (
     "stripe_api_key",
     "stripe_api_base",
     "slack_webhook_url",
+    "slack_bot_token",
+    "slack_signing_secret",
+    "slack_app_token",
+    "slack_api_url",
     "openai_api_key",
     "openai_base_url",
     "api_tokens",
@@ -71,6 +75,17 @@ class Settings(BaseSettings):
 
     slack_webhook_url: SecretStr | None = Field(default=None, alias="SLACK_WEBHOOK_URL")
     alert_min_severity: Severity = Field(default="medium", alias="SENTINELOPS_ALERT_MIN_SEVERITY")
+    # App mode (takes precedence over the webhook): a bot posting to one channel, one message
+    # per incident kept up to date, buttons when the signing secret is set.
+    slack_bot_token: SecretStr | None = Field(default=None, alias="SLACK_BOT_TOKEN")
+    slack_channel_id: str | None = Field(default=None, alias="SLACK_CHANNEL_ID")
+    slack_signing_secret: SecretStr | None = Field(default=None, alias="SLACK_SIGNING_SECRET")
+    slack_app_token: SecretStr | None = Field(default=None, alias="SLACK_APP_TOKEN")
+    slack_api_url: str = Field(default="https://slack.com/api/", alias="SLACK_API_URL")
+    # Where messages link to the console (Slack users open it from there).
+    console_url: str = Field(
+        default="http://127.0.0.1:8000/console", alias="SENTINELOPS_CONSOLE_URL"
+    )
 
     openai_api_key: SecretStr | None = Field(default=None, alias="OPENAI_API_KEY")
     openai_base_url: str | None = Field(default=None, alias="OPENAI_BASE_URL")
@@ -152,6 +167,10 @@ class Settings(BaseSettings):
         "rules_file",
         "stripe_api_key",
         "slack_webhook_url",
+        "slack_bot_token",
+        "slack_channel_id",
+        "slack_signing_secret",
+        "slack_app_token",
         "openai_api_key",
         "session_key",
         mode="before",
@@ -159,6 +178,20 @@ class Settings(BaseSettings):
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:
         return None if value == "" else value
+
+    @field_validator("slack_app_token")
+    @classmethod
+    def _check_app_token(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().startswith("xapp-"):
+            raise ValueError("must be an app-level token (xapp-…), made under Basic Information")
+        return value
+
+    @model_validator(mode="after")
+    def _check_slack_app(self) -> Settings:
+        # Half an app is refused at start-up, not found out at the first alert.
+        if bool(self.slack_bot_token) != bool(self.slack_channel_id):
+            raise ValueError("SLACK_BOT_TOKEN and SLACK_CHANNEL_ID are set together (app mode)")
+        return self
 
     @field_validator("partitions_start")
     @classmethod
@@ -184,6 +217,11 @@ class Settings(BaseSettings):
     def partitions_start_at(self) -> datetime:
         """SENTINELOPS_PARTITIONS_START as the instant the first partition starts (UTC)."""
         return datetime.fromisoformat(self.partitions_start).replace(tzinfo=UTC)
+
+    @property
+    def slack_app_mode(self) -> bool:
+        """The bot token and its channel are both set: app mode, not the incoming webhook."""
+        return bool(self.slack_bot_token and self.slack_channel_id)
 
     @property
     def webhook_secret_values(self) -> list[str]:

@@ -19,6 +19,7 @@ from sentinelops.settings import Settings
 log = logging.getLogger("sentinelops.up")
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 WEBHOOK_PATH = "/api/v1/webhooks/stripe"
+INTERACTIONS_PATH = "/api/v1/slack/interactions"
 STOP_GRACE_SECONDS = 15
 # The holder's name of the token `up` generates: anomaly history shows its changes as `api:local`.
 GENERATED_HOLDER = "local"
@@ -167,6 +168,10 @@ def run_stack(settings: Settings, api_port: int = 8000, dagster_port: int = 3000
             "SENTINELOPS_DAGSTER_URL": settings.dagster_url
             if "dagster_url" in settings.model_fields_set
             else f"http://127.0.0.1:{dagster_port}",
+            # Slack messages link into the console this command starts, whatever its port.
+            "SENTINELOPS_CONSOLE_URL": settings.console_url
+            if "console_url" in settings.model_fields_set
+            else f"http://127.0.0.1:{api_port}/console",
         }
         bindir = Path(sys.executable).parent
         logdir = home / "logs"
@@ -227,6 +232,21 @@ def run_stack(settings: Settings, api_port: int = 8000, dagster_port: int = 3000
             log.info("embedded PostgreSQL stopped")
 
 
+def slack_mode(settings: Settings, api_url: str) -> str:
+    """How alerts reach Slack, and how its buttons reach the API."""
+    if settings.slack_app_mode:
+        if settings.slack_app_token is not None:
+            buttons = "buttons over Socket Mode (SLACK_APP_TOKEN)"
+        elif settings.slack_signing_secret is not None:
+            buttons = f"buttons over HTTP: POST {api_url}{INTERACTIONS_PATH}"
+        else:
+            buttons = "no buttons (set SLACK_APP_TOKEN or SLACK_SIGNING_SECRET)"
+        return f"app mode, channel {settings.slack_channel_id}; {buttons}"
+    if settings.slack_webhook_url is not None:
+        return "webhook mode (SLACK_WEBHOOK_URL): alerts only, no buttons"
+    return "off (alerts stay pending; set SLACK_BOT_TOKEN and SLACK_CHANNEL_ID)"
+
+
 def _banner(
     settings: Settings,
     api_url: str,
@@ -249,6 +269,7 @@ def _banner(
         f"  Database   {where}, {name} on the server of `sentinelops db url`",
         f"  Logs       {logdir}",
         f"  Webhook    {api_url}{WEBHOOK_PATH}",
+        f"  Slack      {slack_mode(settings, api_url)}",
     ]
     if generated_secret:
         lines += [

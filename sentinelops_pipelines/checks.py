@@ -6,13 +6,13 @@ from datetime import UTC, datetime, timedelta
 import dagster as dg
 
 from sentinelops import coverage
+from sentinelops.slack import outbox
 from sentinelops_pipelines.assets.alerts import slack_notifications
 from sentinelops_pipelines.assets.rules import anomalies, window_metrics
 from sentinelops_pipelines.partitions import five_minute_partitions
 from sentinelops_pipelines.resources import PostgresResource, RulesResource
 from sentinelops_pipelines.storage import anomalies as anomaly_sql
 from sentinelops_pipelines.storage import freshness as freshness_sql
-from sentinelops_pipelines.storage import notifications as outbox
 
 STALE_AFTER = timedelta(minutes=15)
 # Traffic "expected" = this many events per 5-minute window at this hour of week, on average.

@@ -10,7 +10,11 @@ from pydantic import Field
 
 from sentinelops.settings import get_settings
 from sentinelops_pipelines import backtest
-from sentinelops_pipelines.housekeeping import prune_rule_readings, prune_webhook_rejections
+from sentinelops_pipelines.housekeeping import (
+    prune_rule_readings,
+    prune_slack_interactions,
+    prune_webhook_rejections,
+)
 from sentinelops_pipelines.partitions import daily_partitions, five_minute_partitions
 from sentinelops_pipelines.resources import PostgresResource, RulesResource
 
@@ -52,6 +56,7 @@ reconciliation_job = group_job(
 def housekeeping_job() -> None:
     prune_webhook_rejections()
     prune_rule_readings()
+    prune_slack_interactions()
 
 
 class BacktestConfig(dg.Config):

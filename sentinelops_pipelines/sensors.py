@@ -23,10 +23,10 @@ from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 
+from sentinelops.slack.messages import failure_message
 from sentinelops.windows import WINDOW, window_floor, window_key
 from sentinelops_pipelines.checks import evaluation_lag, evaluation_lag_result, scan_coverage
 from sentinelops_pipelines.jobs import alerts_job, rules_job
-from sentinelops_pipelines.messages import failure_message
 from sentinelops_pipelines.resources import PostgresResource
 from sentinelops_pipelines.slack import SlackResource
 

@@ -363,3 +363,36 @@ class TestEachMigrationLeaves:
         ).fetchone() == (None, True)
         # The console reads one series over a range: the key's order serves it.
         assert "(rule, scope, measure, window_start)" in schema.index("rule_readings_pkey")
+
+    def test_0011_one_message_per_incident_a_row_per_change_one_press_once(self, scratch, schema):
+        anomaly_id = add_anomaly(scratch)
+        change = (
+            "INSERT INTO notifications (kind, anomaly_id, severity, dedupe_key)"
+            " VALUES (%s, %s, 'high', %s)"
+        )
+        # Acknowledged, reopened, acknowledged again: each change is its own row.
+        assert refusal(scratch, change, ("acknowledged", anomaly_id, "change:1")) is None
+        assert refusal(scratch, change, ("reopened", anomaly_id, "change:2")) is None
+        assert refusal(scratch, change, ("acknowledged", anomaly_id, "change:3")) is None
+        assert refusal(scratch, change, ("acknowledged", anomaly_id, "change:3")) == (
+            "UniqueViolation"
+        )
+        assert refusal(scratch, change, ("snoozed", anomaly_id, "change:4")) == "CheckViolation"
+        opened = (
+            "INSERT INTO notifications (kind, anomaly_id, severity) VALUES ('opened', %s, 'high')"
+        )
+        assert refusal(scratch, opened, (anomaly_id,)) is None
+        assert refusal(scratch, opened, (anomaly_id,)) == "UniqueViolation"
+        message = "INSERT INTO slack_messages (anomaly_id, channel_id, ts) VALUES (%s, %s, %s)"
+        assert refusal(scratch, message, (anomaly_id, "C1", "1700000000.000100")) is None
+        assert refusal(scratch, message, (anomaly_id, "C1", "1700000000.000200")) == (
+            "UniqueViolation"
+        )
+        press = (
+            "INSERT INTO slack_interactions (user_id, action_id, action_ts, anomaly_id, outcome)"
+            " VALUES ('U1', 'sentinelops_resolve', '1700000000.1', %s, %s)"
+        )
+        assert refusal(scratch, press, (anomaly_id, "applied")) is None
+        assert refusal(scratch, press, (anomaly_id, "applied")) == "UniqueViolation"
+        # The claim asks for an older pending row of the same anomaly.
+        assert "(anomaly_id, id)" in schema.index("notifications_pending_anomaly_idx")

@@ -18,6 +18,9 @@ PLACEHOLDERS = [
     pytest.param("STRIPE_API_KEY", "rk_live_change_me", id="stripe key"),
     pytest.param("STRIPE_API_BASE", "https://change_me.example", id="stripe base url"),
     pytest.param("SLACK_WEBHOOK_URL", "https://hooks.slack.com/services/change_me", id="slack url"),
+    pytest.param("SLACK_BOT_TOKEN", "xoxb-change_me", id="slack bot token"),
+    pytest.param("SLACK_SIGNING_SECRET", "change_me", id="slack signing secret"),
+    pytest.param("SLACK_APP_TOKEN", "xapp-change_me", id="slack app token"),
     pytest.param("OPENAI_API_KEY", "sk-change_me", id="openai key"),
     pytest.param("OPENAI_BASE_URL", "https://change_me/v1", id="openai base url"),
     pytest.param("SENTINELOPS_API_TOKEN", "alice=change_me", id="named api token"),
@@ -46,6 +49,18 @@ class TestRefused:
     def test_a_placeholder_is_refused_in_every_secret_and_url(self, name, value):
         with pytest.raises(ValueError, match="placeholder from .env.example"):
             Settings(_env_file=None, **{name: value})  # type: ignore[arg-type]
+
+    @pytest.mark.parametrize(
+        ("env", "message"),
+        [
+            pytest.param({"SLACK_BOT_TOKEN": "xoxb-1"}, "set together", id="token, no channel"),
+            pytest.param({"SLACK_CHANNEL_ID": "C1"}, "set together", id="channel, no token"),
+            pytest.param({"SLACK_APP_TOKEN": "xoxb-1"}, "app-level token", id="bot as app token"),
+        ],
+    )
+    def test_half_a_slack_app_is_refused_at_start(self, env, message):
+        with pytest.raises(ValueError, match=message):
+            Settings(_env_file=None, **env)  # type: ignore[arg-type]
 
     @pytest.mark.parametrize("value", ["2026-13-01", "20260101", "2026-W01-1", "next monday", ""])
     def test_partitions_start_must_be_a_date(self, value):

@@ -23,6 +23,8 @@ from webhook_service.events.endpoints import router as events_router
 from webhook_service.guard import RequestGuard
 from webhook_service.health import router as health_router
 from webhook_service.metrics import Metrics
+from webhook_service.slack import socket_mode
+from webhook_service.slack.interactions import router as slack_router
 from webhook_service.stripe_webhooks.endpoints import router as webhook_router
 from webhook_service.stripe_webhooks.writer import EventWriter
 from webhook_service.summaries.endpoints import router as summaries_router
@@ -87,9 +89,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # collector's reach. Otherwise each full collection walked it all and stopped the
         # event loop for ~50 ms, several times a second under load (benchmarks/ingest.py p99).
         gc.freeze()
+        # Button presses over Socket Mode when SLACK_APP_TOKEN is set; it connects in the
+        # background, so Slack being unreachable never holds the API back.
+        socket = await socket_mode.start(settings, pool)
         try:
             yield
         finally:
+            if socket is not None:
+                await socket.close()
             await pool.close()
 
     app = FastAPI(
@@ -108,6 +115,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(events_router, prefix="/api/v1")
     app.include_router(anomalies_router, prefix="/api/v1")
     app.include_router(summaries_router, prefix="/api/v1")
+    app.include_router(slack_router, prefix="/api/v1")
     app.include_router(health_router)
     install_console(app, lambda: local_secrets.session_key(settings))
     return app

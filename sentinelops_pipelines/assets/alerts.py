@@ -2,11 +2,11 @@
 
 import dagster as dg
 
+from sentinelops.slack import outbox
+from sentinelops.slack.delivery import deliver
 from sentinelops_pipelines.assets.rules import anomalies
-from sentinelops_pipelines.delivery import deliver
 from sentinelops_pipelines.resources import PostgresResource
 from sentinelops_pipelines.slack import SlackResource
-from sentinelops_pipelines.storage import notifications as outbox
 
 
 @dg.asset(group_name="alerts", deps=[anomalies], kinds={"postgres", "slack"})
@@ -16,14 +16,16 @@ def slack_notifications(
     """Pending Slack notifications (anomaly alerts, undelivered daily summaries) posted once
     each: marked sent only when Slack accepts, retried with backoff otherwise, failed when no
     retry can fix Slack's answer."""
+    destination = slack.destination()
     with postgres.connect() as conn:
         conn.autocommit = True  # each claim and mark is its own short transaction
-        outcomes = deliver(conn, slack, context.log)
+        outcomes = deliver(conn, destination, context.log)
         pending = outbox.pending_count(conn)
         failed_total = outbox.failed_count(conn)
     return dg.MaterializeResult(
         metadata={
-            "slack_configured": slack.configured,
+            "slack_configured": destination is not None,
+            "slack_mode": type(destination).__name__ if destination else "none",
             "sent": outcomes["sent"],
             "skipped": outcomes["skipped"],
             "retry_later": outcomes["retry_later"],

@@ -4,12 +4,12 @@ from datetime import date
 
 import dagster as dg
 
+from sentinelops.slack import outbox
+from sentinelops.slack.delivery import deliver
 from sentinelops_pipelines.assets.rules import anomalies, window_metrics
-from sentinelops_pipelines.delivery import deliver
 from sentinelops_pipelines.partitions import daily_partitions
 from sentinelops_pipelines.resources import PostgresResource
 from sentinelops_pipelines.slack import SlackResource
-from sentinelops_pipelines.storage import notifications as outbox
 from sentinelops_pipelines.storage import summaries as summary_sql
 from sentinelops_pipelines.summary import template
 from sentinelops_pipelines.summary.writers import SummaryWriter
@@ -60,7 +60,7 @@ def daily_summary(
         with conn.transaction():
             summary_sql.save(conn, day, facts, wording, text)
             outbox.enqueue_summary(conn, day)
-        outcomes = deliver(conn, slack, context.log, summary_date=day)
+        outcomes = deliver(conn, slack.destination(), context.log, summary_date=day)
         delivered_at = summary_sql.get(conn, day)["delivered_at"]  # type: ignore[index]
     context.log.info("summary for %s: used_ai=%s ai_error=%s", day, wording.used_ai,
                      wording.ai_error)  # fmt: skip

@@ -17,9 +17,9 @@ from psycopg import Connection
 from psycopg.types.json import Jsonb
 
 from sentinelops.severity import higher, rank
+from sentinelops.slack import outbox as notifications
 from sentinelops.windows import WINDOW
 from sentinelops_pipelines.rules.model import Finding
-from sentinelops_pipelines.storage import notifications
 
 Outcome = Literal["opened", "extended", "escalated", "unchanged"]
 ACTOR = "rules"

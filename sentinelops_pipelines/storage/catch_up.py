@@ -16,7 +16,7 @@ from datetime import timedelta
 
 from psycopg import Connection
 
-from sentinelops_pipelines.storage import notifications
+from sentinelops.slack import outbox as notifications
 
 # Of the run's incidents, those found late; the openings among them are marked.
 MARK_LATE = """

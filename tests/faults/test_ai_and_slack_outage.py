@@ -16,9 +16,9 @@ from datetime import UTC, date, datetime, timedelta
 import dagster as dg
 import psycopg
 
+from sentinelops.slack.delivery import deliver
 from sentinelops_pipelines.assets.alerts import slack_notifications
 from sentinelops_pipelines.assets.reporting import daily_summary
-from sentinelops_pipelines.delivery import deliver
 from sentinelops_pipelines.resources import PostgresResource
 from sentinelops_pipelines.slack import SlackResource
 from sentinelops_pipelines.storage import summaries as summary_sql
@@ -69,7 +69,7 @@ def delivery_passes(url: str, slack: ScriptedServer, passes: int) -> None:
     resource = slack_resource(slack)
     with psycopg.connect(url, autocommit=True) as conn:
         for _ in range(passes):
-            deliver(conn, resource)
+            deliver(conn, resource.destination())
             conn.execute(
                 "UPDATE notifications SET next_attempt_at = next_attempt_at"
                 " - make_interval(secs => %s) WHERE status = 'pending'",

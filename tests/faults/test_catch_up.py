@@ -13,8 +13,8 @@ import psycopg
 import pytest
 
 from sentinelops.postgres import ensure_dagster_database
+from sentinelops.slack.delivery import deliver
 from sentinelops.windows import window_floor
-from sentinelops_pipelines.delivery import deliver
 from sentinelops_pipelines.slack import SlackResource
 from sentinelops_pipelines.storage import metrics as metrics_sql
 from tests import streams
@@ -101,7 +101,9 @@ def test_a_day_down_is_one_run_and_old_incidents_are_one_message(database_url, d
     ]
     with ScriptedServer() as slack:
         with psycopg.connect(database_url, autocommit=True) as conn:
-            deliver(conn, SlackResource(webhook_url=slack.url, retry_backoff_seconds=0))
+            deliver(
+                conn, SlackResource(webhook_url=slack.url, retry_backoff_seconds=0).destination()
+            )
         texts = [r.json()["text"] for r in slack.accepted]
     assert len(texts) == 2, texts
     catch_up = next(t for t in texts if t.startswith("Catch-up"))

@@ -10,7 +10,7 @@ from datetime import timedelta
 
 import psycopg
 
-from sentinelops_pipelines.delivery import deliver
+from sentinelops.slack.delivery import deliver
 from sentinelops_pipelines.slack import SlackResource
 from sentinelops_pipelines.storage import anomalies as anomaly_sql
 from tests.local_http import Reply, ScriptedServer
@@ -33,7 +33,7 @@ def test_alerts_queued_during_a_slack_outage_are_each_posted_once_after_it(datab
         )  # fmt: skip
         with psycopg.connect(database_url, autocommit=True) as conn:
             for _ in range(PASSES_WHILE_DOWN):
-                deliver(conn, slack)
+                deliver(conn, slack.destination())
                 # The backoff has passed (instead of sleeping through it).
                 db.execute("UPDATE notifications SET next_attempt_at = now()")
         assert len(server.received) >= PASSES_WHILE_DOWN  # Slack was tried on every pass
@@ -46,7 +46,7 @@ def test_alerts_queued_during_a_slack_outage_are_each_posted_once_after_it(datab
         tried_while_down = len(server.received)
         with psycopg.connect(database_url, autocommit=True) as conn:
             for _ in range(3):  # the scheduled delivery keeps running after recovery
-                deliver(conn, slack)
+                deliver(conn, slack.destination())
                 db.execute("UPDATE notifications SET next_attempt_at = now()")
 
     posted = [r.json()["text"] for r in server.received[tried_while_down:]]

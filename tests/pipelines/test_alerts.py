@@ -13,11 +13,11 @@ import dagster as dg
 import psycopg
 import pytest
 
+from sentinelops.slack.delivery import deliver
 from sentinelops_pipelines.assets.alerts import slack_notifications
 from sentinelops_pipelines.assets.rules import anomalies, window_metrics
 from sentinelops_pipelines.assets.sources import stripe_events
 from sentinelops_pipelines.checks import notifications_delivered
-from sentinelops_pipelines.delivery import deliver
 from sentinelops_pipelines.resources import PostgresResource, RulesResource
 from sentinelops_pipelines.rules.model import Finding
 from sentinelops_pipelines.slack import SlackResource
@@ -81,7 +81,12 @@ def posted_ids(server: ScriptedServer) -> list[str]:
 
 def _deliver_forever(database_url: str, server_url: str) -> None:
     with psycopg.connect(database_url, autocommit=True) as conn:
-        deliver(conn, SlackResource(webhook_url=server_url, timeout_seconds=30, lease_seconds=60))
+        deliver(
+            conn,
+            SlackResource(
+                webhook_url=server_url, timeout_seconds=30, lease_seconds=60
+            ).destination(),
+        )
 
 
 class TestOutbox:
@@ -195,7 +200,7 @@ class TestDelivery:
 
         def one_run() -> None:
             with psycopg.connect(database_url, autocommit=True) as conn:
-                deliver(conn, slack(slack_server))
+                deliver(conn, slack(slack_server).destination())
 
         threads = [threading.Thread(target=one_run) for _ in range(3)]
         for thread in threads:

@@ -1,8 +1,11 @@
-"""Rejected webhook attempts (default 30 days) and the rules' readings (90 days) are kept for a
-while, not forever."""
+"""Rejected webhook attempts (default 30 days), the rules' readings (90 days) and the record of
+Slack button presses (7 days) are kept for a while, not forever."""
 
 from __future__ import annotations
 
+import dagster as dg
+
+from sentinelops_pipelines.housekeeping import prune_slack_interactions
 from sentinelops_pipelines.jobs import housekeeping_job
 from sentinelops_pipelines.resources import PostgresResource
 
@@ -43,3 +46,23 @@ def test_readings_past_their_retention_are_pruned_and_recent_ones_kept(database_
     oldest = db.execute("SELECT now() - min(window_start) FROM rule_readings").fetchone()[0]
     assert 89 < oldest.total_seconds() / 86400 <= 90
     assert result.output_for_node("prune_rule_readings") > 9 * 288
+
+
+def test_slack_interactions_older_than_a_week_are_pruned_and_recent_ones_kept(database_url, db):
+    # A press is redelivered within minutes at most: a week of them is plenty to apply each once.
+    db.execute(
+        "INSERT INTO slack_interactions (user_id, action_id, action_ts, outcome, received_at)"
+        " SELECT 'U1', 'sentinelops_resolve', n::text, 'applied', now() - %s::interval"
+        "   FROM generate_series(1, 3) n",
+        ("8 days",),
+    )
+    db.execute(
+        "INSERT INTO slack_interactions (user_id, action_id, action_ts, outcome, received_at)"
+        " VALUES ('U1', 'sentinelops_resolve', 'recent', 'conflict', now() - interval '6 days')"
+    )
+    context = dg.build_op_context(
+        resources={"postgres": PostgresResource(database_url=database_url)}
+    )
+    assert prune_slack_interactions(context) == 3
+    kept = db.execute("SELECT action_ts FROM slack_interactions").fetchall()
+    assert kept == [("recent",)]

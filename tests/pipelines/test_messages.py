@@ -9,7 +9,7 @@ from datetime import UTC, date, datetime
 
 import pytest
 
-from sentinelops_pipelines import messages
+from sentinelops.slack import messages
 from sentinelops_pipelines.slack import SlackResource
 from tests.local_http import ScriptedServer
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Query
+from fastapi import APIRouter, BackgroundTasks, Depends, Path, Query
 
 from webhook_service.anomalies import service
 from webhook_service.anomalies.lifecycle import Status
@@ -16,8 +16,9 @@ from webhook_service.anomalies.schemas import (
     Sort,
     StatusChange,
 )
-from webhook_service.deps import PoolDep, WriterDep, require_read
+from webhook_service.deps import PoolDep, SettingsDep, WriterDep, require_read
 from webhook_service.schemas import NO_NUL, ErrorBody
+from webhook_service.slack.nudge import nudge
 
 router = APIRouter(
     tags=["anomalies"],
@@ -79,7 +80,14 @@ async def get_anomaly(pool: PoolDep, anomaly_id: AnomalyId) -> AnomalyDetail:
     summary="Acknowledge, resolve or reopen an anomaly",
 )
 async def change_status(
-    caller: WriterDep, pool: PoolDep, anomaly_id: AnomalyId, change: StatusChange
+    caller: WriterDep,
+    pool: PoolDep,
+    settings: SettingsDep,
+    background: BackgroundTasks,
+    anomaly_id: AnomalyId,
+    change: StatusChange,
 ) -> AnomalyDetail:
     row = await service.transition(pool, anomaly_id, change.status, caller.actor, change.note)
+    # After the answer: the incident's Slack message shows the change at once (nudge.py).
+    background.add_task(nudge, settings, anomaly_id)
     return AnomalyDetail(**row)

@@ -40,7 +40,10 @@ async def detail(pool: AsyncConnectionPool, anomaly_id: int) -> dict:
 async def transition(
     pool: AsyncConnectionPool, anomaly_id: int, target: Status, actor: str, note: str | None
 ) -> dict:
-    """Move an anomaly to `target`; InvalidTransition (409) for a disallowed or no-op move."""
+    """Move an anomaly to `target`; InvalidTransition (409) for a disallowed or no-op move.
+
+    Its Slack update is queued in the same transaction (repository.set_status); the caller
+    nudges delivery after answering (webhook_service/slack/nudge.py)."""
     async with pool.connection() as conn:
         async with conn.transaction():
             # The row lock makes concurrent PATCHes queue, so each sees the status the

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 from urllib.parse import quote
 
-from fastapi import APIRouter, Depends, Path, Request
+from fastapi import APIRouter, BackgroundTasks, Depends, Path, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 
 from sentinelops.windows import WINDOW, window_key
@@ -20,6 +20,7 @@ from webhook_service.console.access import Viewer, viewer
 from webhook_service.console.chart import Chart, Point
 from webhook_service.console.render import page
 from webhook_service.deps import PoolDep
+from webhook_service.slack.nudge import nudge
 
 router = APIRouter(include_in_schema=False)
 AnomalyId = Annotated[int, Path(ge=1, le=2**63 - 1)]
@@ -48,7 +49,9 @@ async def incident_json(
 
 
 @router.post("/console/incidents/{anomaly_id}/status")
-async def change_status(request: Request, pool: PoolDep, anomaly_id: AnomalyId) -> Response:
+async def change_status(
+    request: Request, pool: PoolDep, background: BackgroundTasks, anomaly_id: AnomalyId
+) -> Response:
     fields = await access.form(request)
     session = await access.acting(request, fields)
     note = fields.get("note", "").strip() or None
@@ -65,6 +68,8 @@ async def change_status(request: Request, pool: PoolDep, anomaly_id: AnomalyId) 
     except InvalidTransition as exc:
         # Someone else moved it first (another tab, a colleague, Slack): say so on the page.
         return await _render(request, pool, anomaly_id, Viewer(session), exc.message, 409)
+    # After the redirect is sent: the incident's Slack message shows the change (nudge.py).
+    background.add_task(nudge, request.app.state.settings, anomaly_id)
     # Post/redirect/get: a reload does not send the form again.
     return RedirectResponse(f"/console/incidents/{anomaly_id}?done={target}", status_code=303)
 

@@ -8,7 +8,6 @@ between claim and mark leaves the row due again when its lease ends.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from datetime import date
 from typing import Literal
 
@@ -17,6 +16,8 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 Kind = Literal["opened", "escalated"]
+# An anomaly's own announcements; the lifecycle changes (CHANGE_KINDS) thread under them.
+ANNOUNCED_KINDS = ("opened", "escalated")
 NOT_CONFIGURED = "slack_not_configured"
 
 # The policy, in SQL so it runs inside the transaction that opens or escalates: of the anomalies
@@ -35,7 +36,25 @@ INSERT INTO notifications (channel, kind, anomaly_id, severity)
 SELECT 'slack', CASE WHEN id = ANY(%(escalated)s) THEN 'escalated' ELSE 'opened' END,
        id, severity
   FROM anomalies WHERE {ANNOUNCEABLE}
-ON CONFLICT (anomaly_id, channel, kind, severity) WHERE anomaly_id IS NOT NULL DO NOTHING
+ON CONFLICT (anomaly_id, channel, kind, severity)
+   WHERE anomaly_id IS NOT NULL AND kind IN ('opened', 'escalated') DO NOTHING
+"""
+
+# A lifecycle change (acknowledged, resolved, reopened: one anomaly_history row), queued in the
+# transaction that makes it, for anomalies that were announced: the app mode updates their
+# message and tells the change in its thread. One row per history row, however often retried.
+ENQUEUE_CHANGE = """
+INSERT INTO notifications (channel, kind, anomaly_id, severity, dedupe_key, payload)
+SELECT 'slack', CASE h.to_status WHEN 'open' THEN 'reopened' ELSE h.to_status END,
+       a.id, a.severity, 'change:' || h.id,
+       jsonb_build_object('history_id', h.id, 'from', h.from_status, 'to', h.to_status,
+                          'actor', h.actor, 'note', h.note, 'at', h.at)
+  FROM anomaly_history h JOIN anomalies a ON a.id = h.anomaly_id
+ WHERE h.id = %(history_id)s AND NOT is_demo(a.evidence)
+   AND EXISTS (SELECT FROM notifications n
+                WHERE n.anomaly_id = a.id AND n.kind IN ('opened', 'escalated')
+                  AND n.status <> 'skipped')
+ON CONFLICT (channel, dedupe_key) WHERE dedupe_key IS NOT NULL DO NOTHING
 """
 
 ENQUEUE_SUMMARY = """
@@ -43,10 +62,16 @@ INSERT INTO notifications (channel, kind, summary_date) VALUES ('slack', 'daily_
 ON CONFLICT (summary_date, channel) WHERE summary_date IS NOT NULL DO NOTHING
 """
 
+# An anomaly's rows go out in order: none is due while an older one of it is pending (claimed
+# by another sender or waiting for its retry), so a change never overtakes its message.
 DUE = """
-SELECT id FROM notifications
+SELECT id FROM notifications n
  WHERE status = 'pending' AND next_attempt_at <= now()
    AND (%(day)s::date IS NULL OR summary_date = %(day)s)
+   AND (%(anomaly)s::bigint IS NULL OR anomaly_id = %(anomaly)s)
+   AND (anomaly_id IS NULL OR NOT EXISTS (
+        SELECT FROM notifications older
+         WHERE older.anomaly_id = n.anomaly_id AND older.status = 'pending' AND older.id < n.id))
  ORDER BY next_attempt_at, id
  LIMIT %(limit)s
    FOR UPDATE SKIP LOCKED
@@ -57,7 +82,8 @@ WITH due AS ({DUE})
 UPDATE notifications n
    SET attempts = n.attempts + 1, next_attempt_at = now() + make_interval(secs => %(lease)s)
   FROM due WHERE n.id = due.id
-RETURNING n.id, n.kind, n.severity, n.anomaly_id, n.summary_date, n.attempts, n.payload
+RETURNING n.id, n.kind, n.severity, n.anomaly_id, n.summary_date, n.attempts, n.payload,
+          n.reply_ts, n.created_at
 """
 
 ANOMALY = """
@@ -90,7 +116,8 @@ WITH due AS (
 )
 UPDATE notifications n SET last_error = %(marker)s
   FROM due WHERE n.id = due.id
-RETURNING n.id, n.kind, n.severity, n.anomaly_id, n.summary_date, n.attempts, n.payload
+RETURNING n.id, n.kind, n.severity, n.anomaly_id, n.summary_date, n.attempts, n.payload,
+          n.reply_ts, n.created_at
 """
 
 MARK_SENT = """
@@ -127,14 +154,29 @@ UPDATE notifications
  WHERE status = 'failed' AND target_fingerprint IS DISTINCT FROM %(fingerprint)s
 """
 
-# Whether this webhook itself was refused: the status is read back from last_error, which is
-# PostResult.error ("HTTP <status>: ...").
+# Whether this destination itself was refused: read back from last_error, which is
+# PostResult.error ("HTTP <status>: ..." for a webhook, "Slack API: <code>" for the app).
 REFUSED = """
 SELECT EXISTS (
     SELECT FROM notifications
      WHERE status = 'failed' AND target_fingerprint = %(fingerprint)s
-       AND substring(last_error FROM '^HTTP ([0-9]{3})')::int = ANY(%(statuses)s::int[])
+       AND last_error ~ %(pattern)s
 )
+"""
+
+# The app mode's message of each anomaly, per channel: its ts is stored the moment Slack
+# returns it, so no retry posts a second one.
+MESSAGE_TS = """
+SELECT ts FROM slack_messages WHERE anomaly_id = %(anomaly)s AND channel_id = %(channel)s
+"""
+
+STORE_MESSAGE = """
+INSERT INTO slack_messages (anomaly_id, channel_id, ts) VALUES (%(anomaly)s, %(channel)s, %(ts)s)
+ON CONFLICT (anomaly_id, channel_id) DO UPDATE SET ts = EXCLUDED.ts, posted_at = now()
+"""
+
+STORE_REPLY = """
+UPDATE notifications SET reply_ts = %(ts)s WHERE id = %(id)s AND status = 'pending'
 """
 
 NEWEST_FAILURE = """
@@ -172,11 +214,14 @@ def enqueue_summary(conn: Connection, day: date) -> None:
     conn.execute(ENQUEUE_SUMMARY, {"day": day})
 
 
-def _with_details(conn: Connection, rows: list[dict]) -> list[dict]:
+def _with_details(conn: Connection, rows: list[dict], channel: str | None = None) -> list[dict]:
     with conn.cursor(row_factory=dict_row) as cur:
         for row in rows:
             if row["anomaly_id"] is not None:
                 row["anomaly"] = cur.execute(ANOMALY, {"id": row["anomaly_id"]}).fetchone()
+                row["message_ts"] = (
+                    message_ts(conn, row["anomaly_id"], channel) if channel else None
+                )
             elif row["kind"] == "catch_up":
                 ids = Jsonb(row["payload"]["anomaly_ids"])
                 row["incidents"] = cur.execute(CAUGHT_UP, {"ids": ids}).fetchall()
@@ -185,12 +230,19 @@ def _with_details(conn: Connection, rows: list[dict]) -> list[dict]:
     return rows
 
 
-def claim_next(conn: Connection, lease_seconds: float, day: date | None = None) -> dict | None:
-    """The next due notification with what it is about, leased to this sender; None if none."""
+def claim_next(
+    conn: Connection,
+    lease_seconds: float,
+    day: date | None = None,
+    anomaly_id: int | None = None,
+    channel: str | None = None,
+) -> dict | None:
+    """The next due notification with what it is about (and, given the app's `channel`, the
+    ts of its anomaly's message there), leased to this sender; None if none."""
     with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
-        params = {"lease": lease_seconds, "day": day, "limit": 1}
+        params = {"lease": lease_seconds, "day": day, "anomaly": anomaly_id, "limit": 1}
         row = cur.execute(CLAIM, params).fetchone()
-        return _with_details(conn, [row])[0] if row else None
+        return _with_details(conn, [row], channel)[0] if row else None
 
 
 def unannounced(conn: Connection, limit: int, day: date | None = None) -> list[dict]:
@@ -225,11 +277,27 @@ def retry_failed_for_new_target(conn: Connection, fingerprint: str) -> int:
         return conn.execute(RETRY_FOR_NEW_TARGET, {"fingerprint": fingerprint}).rowcount
 
 
-def refused_by_webhook(conn: Connection, fingerprint: str, statuses: Iterable[int]) -> bool:
-    """Whether a row failed on this webhook with one of `statuses`."""
-    params = {"fingerprint": fingerprint, "statuses": sorted(statuses)}
-    row = conn.execute(REFUSED, params).fetchone()
+def refused_by_target(conn: Connection, fingerprint: str, pattern: str) -> bool:
+    """Whether a row failed on this destination with an error matching `pattern`."""
+    row = conn.execute(REFUSED, {"fingerprint": fingerprint, "pattern": pattern}).fetchone()
     return bool(row and row[0])
+
+
+def message_ts(conn: Connection, anomaly_id: int, channel: str) -> str | None:
+    row = conn.execute(MESSAGE_TS, {"anomaly": anomaly_id, "channel": channel}).fetchone()
+    return str(row[0]) if row else None
+
+
+def store_message(conn: Connection, anomaly_id: int, channel: str, ts: str) -> None:
+    with conn.transaction():
+        conn.execute(STORE_MESSAGE, {"anomaly": anomaly_id, "channel": channel, "ts": ts})
+
+
+def store_reply(conn: Connection, notification_id: int, ts: str) -> None:
+    """The ts of what this row posted (a thread reply, a summary), kept before it is marked
+    sent: a retry of the row finds it and posts nothing more."""
+    with conn.transaction():
+        conn.execute(STORE_REPLY, {"id": notification_id, "ts": ts})
 
 
 def mark_skipped(conn: Connection, notification_id: int, reason: str) -> None:

@@ -83,7 +83,15 @@ def window_text(start: datetime, end: datetime) -> str:
     )  # fmt: skip
 
 
-def anomaly_alert(notification: dict) -> tuple[str, list[dict]]:
+def console_link(console_url: str | None, anomaly_id: int) -> str:
+    """`<url|Open in the console>` (mrkdwn), or nothing without a console URL."""
+    if not console_url:
+        return ""
+    url = f"{console_url.rstrip('/')}/incidents/{anomaly_id}"
+    return f"<{escape(url)}|Open #{anomaly_id} in the console>"
+
+
+def anomaly_alert(notification: dict, console_url: str | None = None) -> tuple[str, list[dict]]:
     """An anomaly that opened or escalated; `notification["anomaly"]` is its current row."""
     a = notification["anomaly"]
     severity, anomaly_id = notification["severity"], a["id"]
@@ -110,9 +118,11 @@ def anomaly_alert(notification: dict) -> tuple[str, list[dict]]:
                 ],
             }
         )
+    link = console_link(console_url, anomaly_id)
     blocks.append(
         _context(
-            f"Acknowledge: `PATCH /api/v1/anomalies/{anomaly_id}` with"
+            (f"{link} · " if link else "")
+            + f"Acknowledge: `PATCH /api/v1/anomalies/{anomaly_id}` with"
             ' `{"status": "acknowledged"}` (bearer token) · details:'
             f" `GET /api/v1/anomalies/{anomaly_id}`"
         )
@@ -194,3 +204,12 @@ def catch_up_message(incidents: list[dict]) -> tuple[str, list[dict]]:
         ),
     ]
     return text, blocks
+
+
+def outbox_message(row: dict, console_url: str | None = None) -> tuple[str, list[dict]]:
+    """The top-level message of an outbox row: an alert, a catch-up or a daily summary."""
+    if row["kind"] == "catch_up":
+        return catch_up_message(row["incidents"])
+    if row.get("summary"):
+        return summary_message(row["summary"])
+    return anomaly_alert(row, console_url)

@@ -1,0 +1,161 @@
+"""The app mode's messages: one per incident, rebuilt from its current row at every change, and
+a short reply in its thread for each change.
+
+Everything that comes from data (titles, notes, actor names, evidence) is escaped: Slack parses
+mrkdwn in `text`, sections and context alike, and `<!channel>` in a title must not page anyone.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+
+from sentinelops.slack.actions import ACTIONS, ACTIONS_BLOCK
+from sentinelops.slack.messages import (
+    ICON,
+    MAX_FIELDS,
+    _context,
+    _cut,
+    _fallback,
+    _header,
+    _section,
+    console_link,
+    escape,
+    key_numbers,
+    window_text,
+)
+
+SLACK_USER = re.compile(r"^[UW][A-Z0-9]+$")
+# What each button asks for (ACTIONS' target status), its label and where it applies.
+BUTTONS = {
+    "acknowledged": ("Acknowledge", ("open",)),
+    "resolved": ("Resolve", ("open", "acknowledged")),
+    "open": ("Reopen", ("resolved",)),
+}
+# Without buttons, the API call that moves the incident on from each status.
+NEXT_CALL = {"open": "acknowledged", "acknowledged": "resolved", "resolved": "open"}
+CHANGE_WORDS = {
+    "acknowledged": (":white_check_mark:", "Acknowledged"),
+    "resolved": (":heavy_check_mark:", "Resolved"),
+    "open": (":leftwards_arrow_with_hook:", "Reopened"),
+    "reopened": (":leftwards_arrow_with_hook:", "Reopened"),
+}
+
+
+def who(actor: str | None) -> str:
+    """`slack:U123` as a mention of that user, anything else (`api:alice`) as escaped text."""
+    if not actor:
+        return "someone"
+    source, _, name = actor.partition(":")
+    if source == "slack" and SLACK_USER.match(name):
+        return f"<@{name}>"
+    return escape(actor)
+
+
+def when(at: datetime | str | None, now: datetime | None = None) -> str:
+    """`14:02 UTC` today, `2026-03-02 14:02 UTC` on another day."""
+    if at is None:
+        return ""
+    moment = datetime.fromisoformat(at) if isinstance(at, str) else at
+    moment = moment.astimezone(UTC)
+    today = (now or datetime.now(UTC)).astimezone(UTC).date()
+    return f"{moment:%H:%M} UTC" if moment.date() == today else f"{moment:%Y-%m-%d %H:%M} UTC"
+
+
+def _said(note: str | None) -> str:
+    return f" — “{escape(_cut(note, 500))}”" if note else ""
+
+
+def last_change_text(change: dict | None) -> str:
+    """`Acknowledged by <@U1> at 14:02 UTC — “note”` for the incident's latest history row."""
+    if not change:
+        return "Opened · no one has acted on it yet"
+    to = change.get("to") or change.get("to_status") or "open"
+    if change.get("from", change.get("from_status")) is None:
+        verb = "Opened"
+    else:
+        verb = CHANGE_WORDS.get(to, ("", to.capitalize()))[1]
+    by = f"{verb} by {who(change.get('actor'))} at {when(change.get('at'))}"
+    return by + _said(change.get("note"))
+
+
+def reply_text(kind: str, severity: str, change: dict | None) -> str:
+    """The thread reply telling one change: who did what, when (`change` is the outbox row's
+    payload; an escalation's is just {"at": ...})."""
+    change = change or {}
+    if kind == "escalated":
+        return f":arrow_up: Escalated to *{severity.upper()}* at {when(change.get('at'))}"
+    icon, verb = CHANGE_WORDS.get(kind, ("", kind.capitalize()))
+    return (
+        f"{icon} {verb} by {who(change.get('actor'))} at {when(change.get('at'))}"
+        f"{_said(change.get('note'))}"
+    )
+
+
+def buttons_block(anomaly_id: int, status: str) -> dict | None:
+    elements = []
+    for action_id, target in ACTIONS.items():
+        label, applies = BUTTONS[target]
+        if status not in applies:
+            continue
+        button = {
+            "type": "button",
+            "action_id": action_id,
+            "text": {"type": "plain_text", "text": label},
+            "value": str(anomaly_id),
+        }
+        if target == "resolved":
+            button["style"] = "primary"
+        elements.append(button)
+    return (
+        {"type": "actions", "block_id": ACTIONS_BLOCK, "elements": elements} if elements else None
+    )
+
+
+def incident_message(
+    anomaly: dict,
+    *,
+    change: dict | None = None,
+    buttons: bool = False,
+    console_url: str | None = None,
+) -> tuple[str, list[dict]]:
+    """The incident's one message as it is now: severity and status first. `change` is its
+    latest history row (from/to/actor/note/at), for who last changed it."""
+    anomaly_id, status = anomaly["id"], anomaly["status"]
+    severity = anomaly["current_severity"]
+    text = _fallback(f"[{severity.upper()}] #{anomaly_id} {status}: {anomaly['title']}")
+    scope = "" if anomaly["scope"] == "all" else f" ({escape(anomaly['scope'])})"
+    blocks = [
+        _header(f"{ICON.get(severity, '')} #{anomaly_id} {severity.upper()} · {status}".strip()),
+        _section(
+            f"*{escape(anomaly['title'])}*\n"
+            f"Rule `{escape(anomaly['rule'])}`{scope}"
+            f" · window {window_text(anomaly['window_start'], anomaly['window_end'])}"
+        ),
+    ]
+    fields = key_numbers(anomaly["evidence"] or {})[:MAX_FIELDS]
+    if fields:
+        blocks.append(
+            {
+                "type": "section",
+                "fields": [
+                    {"type": "mrkdwn", "text": _cut(f"*{escape(k)}*\n{escape(v)}", 2000)}
+                    for k, v in fields
+                ],
+            }
+        )
+    link = console_link(console_url, anomaly_id)
+    blocks.append(_context(last_change_text(change) + (f" · {link}" if link else "")))
+    actions = buttons_block(anomaly_id, status) if buttons else None
+    if actions:
+        blocks.append(actions)
+    elif not buttons:
+        target = NEXT_CALL.get(status, "acknowledged")
+        blocks.append(
+            _context(
+                f"{BUTTONS[target][0]}: `PATCH /api/v1/anomalies/{anomaly_id}` with"
+                f' `{{"status": "{target}"}}` (bearer token) · details:'
+                f" `GET /api/v1/anomalies/{anomaly_id}`"
+            )
+        )
+    return text, blocks
