@@ -195,7 +195,7 @@ def pipeline_failure_sensor(context: dg.RunFailureSensorContext, slack: SlackRes
     error = context.failure_event.message or "no error message"
     text, blocks = failure_message(run.job_name, run.run_id, error)
     if not slack.configured:
-        context.log.warning("SLACK_WEBHOOK_URL is unset; not posted: %s", text)
+        context.log.warning("Slack is not configured; not posted: %s", text)
         return
     # A failure notice has no outbox row (the database may be what failed), so it gets a few
     # quick attempts here; the run itself stays failed in the Dagster UI either way.

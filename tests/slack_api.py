@@ -17,10 +17,11 @@
 
 Messages are dicts: ts, channel, text, blocks, thread_ts (None for top-level), reply_broadcast,
 metadata (a dict or None), edited (how often chat.update changed it). Implemented: chat.postMessage,
-chat.update, chat.postEphemeral (kept in .ephemeral), conversations.history (top-level messages
-and broadcast replies, newest first, metadata only with include_all_metadata), conversations.replies
-(parent first, then replies), auth.test. Unknown methods answer unknown_method. The SDK posts
-everything (chat.* as JSON, conversations.* as a form): both are read, and the query string too.
+chat.update, conversations.history (top-level messages and broadcast replies, newest first,
+metadata only with include_all_metadata), conversations.replies (parent first, then replies).
+Unknown methods answer unknown_method. Metadata is checked like Slack does: an event_type, and no
+null among the event_payload's values (invalid_metadata_format). The SDK posts everything (chat.*
+as JSON, conversations.* as a form): both are read, and the query string too.
 """
 
 from __future__ import annotations
@@ -56,6 +57,18 @@ def _truthy(value: Any) -> bool:
     return value in (True, 1, "1", "true", "True")
 
 
+def _valid_metadata(params: dict) -> bool:
+    """Slack's check of message metadata: an event_type, and an event_payload (if any) that is
+    an object whose values are never null."""
+    metadata = params.get("metadata")
+    if metadata is None:
+        return True
+    if not (isinstance(metadata, dict) and "event_type" in metadata):
+        return False
+    payload = metadata.get("event_payload", {})
+    return isinstance(payload, dict) and None not in payload.values()
+
+
 class FakeSlack:
     hang_seconds = 1.5  # a lost answer: longer than the 0.5 s the tests give the client
     latency = 0.0  # seconds every answer takes (within the timeout): overlaps concurrent senders
@@ -63,7 +76,6 @@ class FakeSlack:
     def __init__(self, channel: str = CHANNEL) -> None:
         self.channel = channel
         self.messages: list[dict] = []  # every channel's, in posting order
-        self.ephemeral: list[dict] = []
         self.responses: list[Any] = []  # bodies POSTed to response_url()
         self.received: list[Call] = []
         self._faults: dict[str, list[Fault]] = {}
@@ -153,18 +165,14 @@ class FakeSlack:
 
     def _apply(self, method: str, p: dict) -> dict:
         channel = p.get("channel")
-        if method == "auth.test":
-            return {"ok": True, "user_id": BOT_USER, "bot_id": "B0SENTINEL", "team_id": "T0"}
-        if method in ("chat.postMessage", "chat.postEphemeral"):
+        if method in ("chat.postMessage", "chat.update") and not _valid_metadata(p):
+            return {"ok": False, "error": "invalid_metadata_format"}
+        if method == "chat.postMessage":
             if not channel:
                 return {"ok": False, "error": "channel_not_found"}
             if not p.get("text") and not p.get("blocks"):
                 return {"ok": False, "error": "no_text"}
             metadata = p.get("metadata")
-            if metadata is not None and not (
-                isinstance(metadata, dict) and "event_type" in metadata
-            ):
-                return {"ok": False, "error": "invalid_metadata_format"}
             thread_ts = p.get("thread_ts") or None
             if thread_ts and self._find(channel, thread_ts) is None:
                 return {"ok": False, "error": "thread_not_found"}
@@ -174,9 +182,6 @@ class FakeSlack:
                 "reply_broadcast": bool(thread_ts and _truthy(p.get("reply_broadcast"))),
                 "metadata": metadata, "edited": 0,
             }  # fmt: skip
-            if method == "chat.postEphemeral":
-                self.ephemeral.append({**message, "user": p.get("user")})
-                return {"ok": True, "message_ts": message["ts"]}
             self.messages.append(message)
             return {"ok": True, "channel": channel, "ts": message["ts"], "message": dict(message)}
         if method == "chat.update":

@@ -2,9 +2,10 @@
 in its thread for each change.
 
 Exactly once across lost answers: the ts of every post is stored the moment Slack returns it,
-and everything posted carries message metadata naming its anomaly and outbox row, so a retry
-of a row whose answer was lost (a timeout, a crash) finds its post in the channel instead of
-posting it again. The bot token is a secret: errors name the API error code only.
+and everything the outbox posts carries message metadata naming its outbox row (and anomaly),
+so a retry of a row whose answer was lost (a timeout, a crash) finds its post in the channel
+instead of posting it again. A failed run's notice (`post()`) is no outbox row: one attempt, no
+metadata. The bot token is a secret: errors name the API error code only.
 """
 
 from __future__ import annotations
@@ -28,23 +29,18 @@ from sentinelops.slack.result import SDK_LOG, Policy, PostResult, seconds
 
 # Web API errors about the app or its channel, not one message: every row would fail the same.
 # missing_scope too: an app installed without a scope the manifest names fails every row alike.
-REFUSED_CODES = ("channel_not_found", "not_in_channel", "invalid_auth", "account_inactive",
-                 "token_revoked", "missing_scope")  # fmt: skip
-# Errors about one message: no retry can fix it, the next row may well go through.
-MESSAGE_CODES = frozenset(
-    {"invalid_blocks", "invalid_blocks_format", "msg_too_long", "no_text", "invalid_arguments",
-     "invalid_metadata_format", "invalid_metadata_schema", "metadata_too_large",
-     "too_many_attachments"}
-)  # fmt: skip
+REFUSED_CODES = ("channel_not_found", "not_in_channel", "is_archived", "invalid_auth",
+                 "not_authed", "account_inactive", "token_revoked", "team_access_not_granted",
+                 "missing_scope")  # fmt: skip
+# Errors Slack documents as temporary: retried with backoff, and the pass ends (the next rows
+# would meet the same). Any other `ok: false` answer (invalid_blocks, msg_too_long,
+# thread_not_found, an unknown code...) is about this row only: it fails after that attempt.
+TRANSIENT_CODES = frozenset({"internal_error", "fatal_error", "service_unavailable",
+                             "request_timeout"})  # fmt: skip
 # chat.update on a message someone deleted (or can no longer be edited): post a fresh one.
 GONE_CODES = frozenset({"message_not_found", "cant_update_message", "edit_window_closed"})
 BROADCAST = frozenset({"escalated", "reopened"})
 HISTORY_PAGES = 5  # a lost post is minutes old: a few pages of the channel reach it
-# The incident's latest change, for "who last changed it" on its message.
-LAST_CHANGE = """
-SELECT from_status AS "from", to_status AS "to", actor, note, at FROM anomaly_history
- WHERE anomaly_id = %(id)s ORDER BY id DESC LIMIT 1
-"""
 
 
 class Failed(Exception):
@@ -67,9 +63,9 @@ def api_result(exc: SlackApiError) -> PostResult:
     if code == "ratelimited" or status == 429:
         retry_after = seconds(response.headers.get("Retry-After"))
         return PostResult(False, error=error, status=status, retry_after=retry_after)
-    if code in MESSAGE_CODES:
+    if status == 200 and code not in TRANSIENT_CODES:  # Slack answered, about this row
         return PostResult(False, error=error, status=status, permanent=True)
-    return PostResult(False, error=error, status=status, transient=True)
+    return PostResult(False, error=error, status=status, transient=True)  # 5xx, a proxy's page
 
 
 @dataclass(frozen=True)
@@ -164,7 +160,7 @@ class SlackApp:
         return ts
 
     def _incident_message(self, conn: Connection, anomaly: dict) -> tuple[str, list[dict]]:
-        change = conn.execute(LAST_CHANGE, {"id": anomaly["id"]}).fetchone()
+        change = conn.execute(outbox.LAST_CHANGE, {"id": anomaly["id"]}).fetchone()
         last = (
             dict(zip(("from", "to", "actor", "note", "at"), change, strict=True))
             if change
@@ -202,13 +198,11 @@ class SlackApp:
     def _post(
         self, client: WebClient, row: dict, text: str, blocks: list[dict] | None = None, **kw: Any
     ) -> str:
-        payload = {"anomaly_id": row["anomaly_id"], "notification_id": row["id"],
-                   "change": row["kind"]}  # fmt: skip
         response = self._call(
             client.chat_postMessage,
             text=text,
             blocks=blocks,
-            metadata={"event_type": METADATA_EVENT, "event_payload": payload},
+            metadata={"event_type": METADATA_EVENT, "event_payload": _payload(row)},
             **kw,
         )
         return str(response["ts"])
@@ -234,14 +228,27 @@ class SlackApp:
         return _posted_by((page.get("messages") or [])[1:], row)
 
 
+def _payload(row: dict) -> dict:
+    """The metadata of what this row posts. Slack refuses null values (invalid_metadata_format):
+    a key with none, like the anomaly of a summary or a catch-up, is left out."""
+    payload = {"anomaly_id": row["anomaly_id"], "notification_id": row["id"], "change": row["kind"]}
+    return {key: value for key, value in payload.items() if value is not None}
+
+
 def _posted_by(messages: list[dict], row: dict) -> str | None:
+    """The ts of the message this row posted: its metadata names the row, and the anomaly
+    exactly when the row has one (a key left out stands for none)."""
+    wanted = {key: str(value) for key, value in _payload(row).items() if key != "change"}
     for message in messages:
         metadata = message.get("metadata") or {}
         payload = metadata.get("event_payload") or {}
-        if (
-            metadata.get("event_type") == METADATA_EVENT
-            and str(payload.get("notification_id")) == str(row["id"])
-            and str(payload.get("anomaly_id")) == str(row["anomaly_id"])
-        ):
+        if metadata.get("event_type") != METADATA_EVENT or not isinstance(payload, dict):
+            continue
+        found = {
+            key: str(value)
+            for key, value in payload.items()
+            if key in ("anomaly_id", "notification_id") and value is not None
+        }
+        if found == wanted:
             return str(message["ts"])
     return None

@@ -5,8 +5,12 @@ off exponentially and ends the pass, since the rest would fail the same way; a r
 every row until Retry-After has passed. An answer no retry can fix fails the row after that one
 attempt; when it means the destination itself is gone (a revoked webhook or token, a channel
 the app is not in), nothing more is posted to it, and each failed row is tried once more when
-the setting changes. Alerts for an anomaly someone already acknowledged (or resolved) are not
-posted (updates of a message already posted are), demo anomalies never go out.
+the setting changes; since a refusal can also be fixed inside Slack (the bot invited, a scope
+added), the destination is probed again with one row after a cool-off. A row that cannot even
+be sent (an error of ours: bad data in a builder, a database error) is retried with backoff and
+fails after MAX_ATTEMPTS; the rows after it go on. Alerts for an anomaly someone already
+acknowledged (or resolved) are not posted (updates of a message already posted are), demo
+anomalies never go out.
 
 The rows of one anomaly go out in order (the claim takes none while an older one is pending),
 so a thread never tells a change before the message it belongs to exists.
@@ -27,6 +31,8 @@ from sentinelops.slack.result import Policy, PostResult
 
 # Enough for any backlog; a rate limit ends the pass long before (Slack takes about one a second).
 MAX_PER_RUN = 1000
+# Attempts at a row whose sending raises (not Slack's answer, an error of ours) before it fails.
+MAX_ATTEMPTS = 8
 ANNOUNCEMENTS = frozenset({"opened", "escalated"})
 CHANGES = frozenset({"acknowledged", "resolved", "reopened"})
 
@@ -105,15 +111,26 @@ def deliver(
         log.info(
             "the Slack destination changed: %d failed notification(s) tried once more", retried
         )
+    policy = destination.policy
+    probed = outbox.probe_refused(
+        conn, fingerprint, destination.refused_pattern, policy.refused_probe_seconds
+    )
+    if probed:
+        log.info(
+            "Slack refused this destination %.0f s ago or more: %d notification(s) pending "
+            "again, the next post tries whether it was fixed in Slack",
+            policy.refused_probe_seconds,
+            probed,
+        )
     if outbox.refused_by_target(conn, fingerprint, destination.refused_pattern):
         # Posting more would only collect more refusals; the rows stay pending, not lost.
         log.warning(
             "Slack refused this destination (see the failed notifications): nothing is posted "
-            "until its setting is fixed"
+            "until its setting is fixed (or it is tried again after %.0f s)",
+            policy.refused_probe_seconds,
         )
         outcomes["held"] += 1
         return outcomes
-    policy = destination.policy
     for _ in range(limit):
         row = outbox.claim_next(
             conn, policy.lease_seconds, summary_date, anomaly_id, destination.channel_id
@@ -121,7 +138,27 @@ def deliver(
         if row is None:
             break
         reason = skip_reason(row) or destination.skip_reason(row)
-        result = None if reason else destination.send(conn, row)
+        try:
+            result = None if reason else destination.send(conn, row)
+        except Exception as exc:  # ours, not Slack's answer: this row only, the rest go on
+            error = _short(exc)
+            if row["attempts"] >= MAX_ATTEMPTS:
+                outbox.mark_failed(conn, row, error, fingerprint)
+                log.error(
+                    "notification %s failed after %d attempts, not retried: %s",
+                    row["id"],
+                    row["attempts"],
+                    error,
+                )
+                outcomes["failed"] += 1
+                continue
+            delay = policy.backoff(row["attempts"])
+            outbox.mark_retry(conn, row, delay, error)
+            log.error(
+                "notification %s could not be sent (%s); retry in %.0f s", row["id"], error, delay
+            )
+            outcomes["retry_later"] += 1
+            continue
         reason = reason or (result.skipped if result else None)
         if reason:
             outbox.mark_skipped(conn, row["id"], reason)
@@ -130,7 +167,7 @@ def deliver(
             continue
         assert result is not None
         if result.accepted:
-            outbox.mark_sent(conn, row["id"])
+            outbox.mark_sent(conn, row)
             outcomes["sent"] += 1
             continue
         error = result.error or "not accepted"
@@ -161,6 +198,14 @@ def deliver(
         if result.transient:
             break
     return outcomes
+
+
+def _short(exc: Exception) -> str:
+    """The exception's type and the first line of its message, cut short (a psycopg error's
+    detail can quote row data)."""
+    lines = str(exc).strip().splitlines()
+    text = f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
+    return text[:200]
 
 
 def describe(row: dict) -> str:

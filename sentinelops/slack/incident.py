@@ -13,15 +13,14 @@ from datetime import UTC, datetime
 from sentinelops.slack.actions import ACTIONS, ACTIONS_BLOCK
 from sentinelops.slack.messages import (
     ICON,
-    MAX_FIELDS,
-    _context,
-    _cut,
-    _fallback,
-    _header,
-    _section,
     console_link,
+    context_block,
+    cut,
     escape,
-    key_numbers,
+    evidence_fields,
+    fallback_text,
+    header_block,
+    section_block,
     window_text,
 )
 
@@ -63,7 +62,7 @@ def when(at: datetime | str | None, now: datetime | None = None) -> str:
 
 
 def _said(note: str | None) -> str:
-    return f" — “{escape(_cut(note, 500))}”" if note else ""
+    return f" — “{escape(cut(note, 500))}”" if note else ""
 
 
 def last_change_text(change: dict | None) -> str:
@@ -123,36 +122,30 @@ def incident_message(
     latest history row (from/to/actor/note/at), for who last changed it."""
     anomaly_id, status = anomaly["id"], anomaly["status"]
     severity = anomaly["current_severity"]
-    text = _fallback(f"[{severity.upper()}] #{anomaly_id} {status}: {anomaly['title']}")
+    text = fallback_text(f"[{severity.upper()}] #{anomaly_id} {status}: {anomaly['title']}")
     scope = "" if anomaly["scope"] == "all" else f" ({escape(anomaly['scope'])})"
     blocks = [
-        _header(f"{ICON.get(severity, '')} #{anomaly_id} {severity.upper()} · {status}".strip()),
-        _section(
+        header_block(
+            f"{ICON.get(severity, '')} #{anomaly_id} {severity.upper()} · {status}".strip()
+        ),
+        section_block(
             f"*{escape(anomaly['title'])}*\n"
             f"Rule `{escape(anomaly['rule'])}`{scope}"
             f" · window {window_text(anomaly['window_start'], anomaly['window_end'])}"
         ),
     ]
-    fields = key_numbers(anomaly["evidence"] or {})[:MAX_FIELDS]
-    if fields:
-        blocks.append(
-            {
-                "type": "section",
-                "fields": [
-                    {"type": "mrkdwn", "text": _cut(f"*{escape(k)}*\n{escape(v)}", 2000)}
-                    for k, v in fields
-                ],
-            }
-        )
+    numbers = evidence_fields(anomaly["evidence"])
+    if numbers:
+        blocks.append(numbers)
     link = console_link(console_url, anomaly_id)
-    blocks.append(_context(last_change_text(change) + (f" · {link}" if link else "")))
+    blocks.append(context_block(last_change_text(change) + (f" · {link}" if link else "")))
     actions = buttons_block(anomaly_id, status) if buttons else None
     if actions:
         blocks.append(actions)
     elif not buttons:
         target = NEXT_CALL.get(status, "acknowledged")
         blocks.append(
-            _context(
+            context_block(
                 f"{BUTTONS[target][0]}: `PATCH /api/v1/anomalies/{anomaly_id}` with"
                 f' `{{"status": "{target}"}}` (bearer token) · details:'
                 f" `GET /api/v1/anomalies/{anomaly_id}`"

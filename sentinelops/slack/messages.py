@@ -27,11 +27,11 @@ def escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
-def _cut(text: str, limit: int) -> str:
+def cut(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def _fallback(text: str, limit: int = TEXT_LIMIT) -> str:
+def fallback_text(text: str, limit: int = TEXT_LIMIT) -> str:
     """The top-level `text`: escaped, then cut to `limit` without splitting an entity."""
     escaped = escape(text)
     if len(escaped) <= limit:
@@ -46,16 +46,16 @@ def _fallback(text: str, limit: int = TEXT_LIMIT) -> str:
     return "".join(kept) + "…"
 
 
-def _section(text: str) -> dict:
-    return {"type": "section", "text": {"type": "mrkdwn", "text": _cut(text, SECTION_LIMIT)}}
+def section_block(text: str) -> dict:
+    return {"type": "section", "text": {"type": "mrkdwn", "text": cut(text, SECTION_LIMIT)}}
 
 
-def _header(text: str) -> dict:
-    return {"type": "header", "text": {"type": "plain_text", "text": _cut(text, 150)}}
+def header_block(text: str) -> dict:
+    return {"type": "header", "text": {"type": "plain_text", "text": cut(text, 150)}}
 
 
-def _context(text: str) -> dict:
-    return {"type": "context", "elements": [{"type": "mrkdwn", "text": _cut(text, SECTION_LIMIT)}]}
+def context_block(text: str) -> dict:
+    return {"type": "context", "elements": [{"type": "mrkdwn", "text": cut(text, SECTION_LIMIT)}]}
 
 
 def key_numbers(evidence: dict[str, Any], prefix: str = "") -> list[tuple[str, str]]:
@@ -91,36 +91,43 @@ def console_link(console_url: str | None, anomaly_id: int) -> str:
     return f"<{escape(url)}|Open #{anomaly_id} in the console>"
 
 
+def evidence_fields(evidence: dict[str, Any] | None) -> dict | None:
+    """The evidence's key numbers as one section of fields (Slack shows at most 10)."""
+    fields = key_numbers(evidence or {})[:MAX_FIELDS]
+    if not fields:
+        return None
+    return {
+        "type": "section",
+        "fields": [
+            {"type": "mrkdwn", "text": cut(f"*{escape(k)}*\n{escape(v)}", 2000)} for k, v in fields
+        ],
+    }
+
+
 def anomaly_alert(notification: dict, console_url: str | None = None) -> tuple[str, list[dict]]:
     """An anomaly that opened or escalated; `notification["anomaly"]` is its current row."""
     a = notification["anomaly"]
     severity, anomaly_id = notification["severity"], a["id"]
     what = "escalated to" if notification["kind"] == "escalated" else "opened at"
-    text = _fallback(f"[{severity.upper()}] Anomaly #{anomaly_id} {what} {severity}: {a['title']}")
+    text = fallback_text(
+        f"[{severity.upper()}] Anomaly #{anomaly_id} {what} {severity}: {a['title']}"
+    )
     scope = "" if a["scope"] == "all" else f" ({escape(a['scope'])})"
     blocks = [
-        _header(f"{ICON.get(severity, '')} Anomaly #{anomaly_id} {what} {severity.upper()}"),
-        _section(
+        header_block(f"{ICON.get(severity, '')} Anomaly #{anomaly_id} {what} {severity.upper()}"),
+        section_block(
             f"*{escape(a['title'])}*\n"
-            f"Rule `{a['rule']}`{scope} · severity *{a['current_severity']}*"
+            f"Rule `{escape(a['rule'])}`{scope} · severity *{a['current_severity']}*"
             f" · status {a['status']}\n"
             f"Window {window_text(a['window_start'], a['window_end'])}"
         ),
     ]
-    fields = key_numbers(a["evidence"])[:MAX_FIELDS]
-    if fields:
-        blocks.append(
-            {
-                "type": "section",
-                "fields": [
-                    {"type": "mrkdwn", "text": _cut(f"*{escape(k)}*\n{escape(v)}", 2000)}
-                    for k, v in fields
-                ],
-            }
-        )
+    numbers = evidence_fields(a["evidence"])
+    if numbers:
+        blocks.append(numbers)
     link = console_link(console_url, anomaly_id)
     blocks.append(
-        _context(
+        context_block(
             (f"{link} · " if link else "")
             + f"Acknowledge: `PATCH /api/v1/anomalies/{anomaly_id}` with"
             ' `{"status": "acknowledged"}` (bearer token) · details:'
@@ -142,21 +149,23 @@ def summary_message(summary: dict) -> tuple[str, list[dict]]:
         else "Deterministic summary from the day's rollups"
     )
     blocks = [
-        _header(f"Daily operations summary · {day} (UTC)"),
-        _section(f"*Overall*\n{escape(summary['overall'])}"),
-        _section(f"*Highlights*\n{_bullets(summary['highlights'], 'Nothing stood out.')}"),
-        _section(f"*Watch*\n{_bullets(summary['watch'], 'Nothing needs watching.')}"),
-        _context(f"{how} · `GET /api/v1/summaries/daily/{day}`"),
+        header_block(f"Daily operations summary · {day} (UTC)"),
+        section_block(f"*Overall*\n{escape(summary['overall'])}"),
+        section_block(f"*Highlights*\n{_bullets(summary['highlights'], 'Nothing stood out.')}"),
+        section_block(f"*Watch*\n{_bullets(summary['watch'], 'Nothing needs watching.')}"),
+        context_block(f"{how} · `GET /api/v1/summaries/daily/{day}`"),
     ]
-    return _fallback(summary["text"]), blocks
+    return fallback_text(summary["text"]), blocks
 
 
 def failure_message(job_name: str, run_id: str, error: str) -> tuple[str, list[dict]]:
-    text = _fallback(f"SentinelOps pipeline run failed: {job_name} (run {run_id})")
+    text = fallback_text(f"SentinelOps pipeline run failed: {job_name} (run {run_id})")
     blocks = [
-        _header(f":warning: Pipeline run failed: {job_name}"),
-        _section(f"Run `{run_id}` of `{escape(job_name)}` failed.\n```{escape(error[:1500])}```"),
-        _context(f"Open the Dagster UI, Runs, run {run_id[:8]}, for the logs."),
+        header_block(f":warning: Pipeline run failed: {job_name}"),
+        section_block(
+            f"Run `{run_id}` of `{escape(job_name)}` failed.\n```{escape(error[:1500])}```"
+        ),
+        context_block(f"Open the Dagster UI, Runs, run {run_id[:8]}, for the logs."),
     ]
     return text, blocks
 
@@ -175,12 +184,12 @@ def catch_up_message(incidents: list[dict]) -> tuple[str, list[dict]]:
     newest = max(a["window_end"] for a in incidents)
     n = len(incidents)
     noun = "incident" if n == 1 else "incidents"
-    text = _fallback(
+    text = fallback_text(
         f"Catch-up: {n} past {noun} found late, {window_text(oldest, newest)}"
         " (recorded, not posted one by one)"
     )
     lines = [
-        f"`{rule}`: " + ", ".join(f"{c} {sev}" for sev, c in counts.items() if c)
+        f"`{escape(rule)}`: " + ", ".join(f"{c} {sev}" for sev, c in counts.items() if c)
         for rule, counts in sorted(by_rule.items())
     ]
     listed = [
@@ -191,15 +200,15 @@ def catch_up_message(incidents: list[dict]) -> tuple[str, list[dict]]:
     if n > MAX_LISTED:
         listed.append(f"… and {n - MAX_LISTED} more")
     blocks = [
-        _header(f":hourglass: {n} past {noun} found late"),
-        _section(
+        header_block(f":hourglass: {n} past {noun} found late"),
+        section_block(
             f"The rules caught up on windows that ended long before they were"
             f" evaluated (downtime, imported history or late deliveries). Oldest window start"
             f" {oldest:%Y-%m-%d %H:%M} UTC, newest window end {newest:%Y-%m-%d %H:%M} UTC.\n"
             + "\n".join(lines)
         ),
-        _section("\n".join(listed)),
-        _context(
+        section_block("\n".join(listed)),
+        context_block(
             "Each is recorded with `found_late: true`: `GET /api/v1/anomalies?only_open=true`"
         ),
     ]

@@ -16,8 +16,6 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 Kind = Literal["opened", "escalated"]
-# An anomaly's own announcements; the lifecycle changes (CHANGE_KINDS) thread under them.
-ANNOUNCED_KINDS = ("opened", "escalated")
 NOT_CONFIGURED = "slack_not_configured"
 
 # The policy, in SQL so it runs inside the transaction that opens or escalates: of the anomalies
@@ -99,6 +97,12 @@ SELECT id, rule, severity, status, title, window_start, window_end
  ORDER BY window_start, id
 """
 
+# An incident's latest change: who last changed it, on its message and in a late press's answer.
+LAST_CHANGE = """
+SELECT from_status AS "from", to_status AS "to", actor, note, at FROM anomaly_history
+ WHERE anomaly_id = %(id)s ORDER BY id DESC LIMIT 1
+"""
+
 SUMMARY = """
 SELECT date, overall, highlights, watch, text, used_ai, model
   FROM daily_summaries WHERE date = %(day)s
@@ -120,10 +124,12 @@ RETURNING n.id, n.kind, n.severity, n.anomaly_id, n.summary_date, n.attempts, n.
           n.reply_ts, n.created_at
 """
 
+# Fenced by the attempt number like MARK_RETRY: a sender whose lease ran out does not mark a
+# row another sender has claimed since (that one finds the post by its metadata, marks it).
 MARK_SENT = """
 WITH sent AS (
     UPDATE notifications SET status = 'sent', sent_at = now(), last_error = NULL
-     WHERE id = %(id)s AND status = 'pending'
+     WHERE id = %(id)s AND status = 'pending' AND attempts = %(attempts)s
     RETURNING summary_date
 )
 UPDATE daily_summaries SET delivered_at = now()
@@ -152,6 +158,22 @@ RETRY_FOR_NEW_TARGET = """
 UPDATE notifications
    SET status = 'pending', failed_at = NULL, target_fingerprint = NULL, next_attempt_at = now()
  WHERE status = 'failed' AND target_fingerprint IS DISTINCT FROM %(fingerprint)s
+"""
+
+# A refusal may be fixed inside Slack (the bot invited to its channel, a scope added, the app
+# reactivated) while the setting, and so the fingerprint, stays the same: once the newest
+# refusal of this destination is older than the cool-off, its refused rows go back to pending,
+# due now, and the next post probes it. Refused again, a row fails again and holds for another
+# cool-off; accepted, everything flows.
+PROBE_REFUSED = """
+UPDATE notifications
+   SET status = 'pending', failed_at = NULL, target_fingerprint = NULL, next_attempt_at = now()
+ WHERE status = 'failed' AND target_fingerprint = %(fingerprint)s AND last_error ~ %(pattern)s
+   AND NOT EXISTS (
+       SELECT FROM notifications recent
+        WHERE recent.status = 'failed' AND recent.target_fingerprint = %(fingerprint)s
+          AND recent.last_error ~ %(pattern)s
+          AND recent.failed_at > now() - make_interval(secs => %(cool_off)s))
 """
 
 # Whether this destination itself was refused: read back from last_error, which is
@@ -252,9 +274,9 @@ def unannounced(conn: Connection, limit: int, day: date | None = None) -> list[d
         return _with_details(conn, rows)
 
 
-def mark_sent(conn: Connection, notification_id: int) -> None:
+def mark_sent(conn: Connection, row: dict) -> None:
     with conn.transaction():
-        conn.execute(MARK_SENT, {"id": notification_id})
+        conn.execute(MARK_SENT, {"id": row["id"], "attempts": row["attempts"]})
 
 
 def mark_retry(conn: Connection, row: dict, delay_seconds: float, error: str) -> None:
@@ -275,6 +297,14 @@ def retry_failed_for_new_target(conn: Connection, fingerprint: str) -> int:
     """Failed rows that failed on another webhook go back to pending, due now; how many."""
     with conn.transaction():
         return conn.execute(RETRY_FOR_NEW_TARGET, {"fingerprint": fingerprint}).rowcount
+
+
+def probe_refused(conn: Connection, fingerprint: str, pattern: str, cool_off: float) -> int:
+    """This destination's refused rows back to pending once its newest refusal is older than
+    `cool_off` seconds; how many."""
+    with conn.transaction():
+        params = {"fingerprint": fingerprint, "pattern": pattern, "cool_off": cool_off}
+        return conn.execute(PROBE_REFUSED, params).rowcount
 
 
 def refused_by_target(conn: Connection, fingerprint: str, pattern: str) -> bool:

@@ -20,6 +20,9 @@ class Policy:
     max_backoff_seconds: float = 3600.0
     # Longer than a post can take: a claimed row is retried only once its sender must be gone.
     lease_seconds: float = 120.0
+    # A refusal can be fixed inside Slack (the bot invited, a scope added) without any setting
+    # changing: after this long without a post, the held destination is tried once more.
+    refused_probe_seconds: float = 900.0
 
     def backoff(self, attempts: int) -> float:
         """Exponential: base, 2x base, 4x base ... capped."""

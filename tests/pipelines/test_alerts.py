@@ -149,7 +149,9 @@ class TestDelivery:
         assert blocks[0]["type"] == "header" and "HIGH" in blocks[0]["text"]["text"]
         assert any("payment_failure_spike" in b.get("text", {}).get("text", "") for b in blocks)
         assert any(b["type"] == "section" and b.get("fields") for b in blocks)  # key numbers
-        assert f"PATCH /api/v1/anomalies/{anomaly_id}" in blocks[-1]["elements"][0]["text"]
+        what_to_do = blocks[-1]["elements"][0]["text"]
+        assert f"PATCH /api/v1/anomalies/{anomaly_id}" in what_to_do
+        assert f"<http://127.0.0.1:8000/console/incidents/{anomaly_id}|" in what_to_do
         assert outbox(db) == [(anomaly_id, "opened", "high", "sent", 1)]
 
     def test_a_failure_and_a_timeout_then_recovery_deliver_once(

@@ -11,10 +11,11 @@ from datetime import date
 import psycopg
 import pytest
 
+from sentinelops.slack import app as app_module
 from sentinelops.slack import outbox
 from sentinelops.slack.actions import ACTIONS_BLOCK
-from sentinelops.slack.app import REFUSED_CODES, SlackApp
-from sentinelops.slack.delivery import deliver
+from sentinelops.slack.app import REFUSED_CODES, TRANSIENT_CODES, SlackApp
+from sentinelops.slack.delivery import MAX_ATTEMPTS, deliver
 from sentinelops_pipelines.slack import SlackResource
 from tests.pipelines.test_alerts import finding, record
 from tests.slack_api import FakeSlack, Fault
@@ -287,7 +288,8 @@ def test_the_daily_summary_is_posted_once_despite_a_lost_answer(database_url, db
     run(database_url, slack, times=3)
     (message,) = slack.top_level()
     assert message["text"] == "Quiet day."
-    assert message["metadata"]["event_payload"]["notification_id"] == 1
+    # No anomaly: no null in the metadata (Slack refuses it with invalid_metadata_format).
+    assert message["metadata"]["event_payload"] == {"notification_id": 1, "change": "daily_summary"}
     assert len(slack.calls("chat.postMessage")) == 1
     assert db.execute("SELECT delivered_at IS NOT NULL FROM daily_summaries").fetchone() == (True,)
 
@@ -300,3 +302,116 @@ def test_a_failed_run_notice_is_one_post_and_errors_keep_the_token_out(slack):
     slack.lose_answer("chat.postMessage")
     result = app(slack).post("late")
     assert result.transient and TOKEN not in str(result)
+
+
+def test_a_refusal_fixed_in_slack_is_probed_again_after_a_cool_off(database_url, db, slack):
+    for scope in ("all", "eu", "us"):
+        record(database_url, finding("high", scope=scope))
+    slack.fail("chat.postMessage", "not_in_channel", times=None)
+    run(database_url, slack)
+    assert [s for _, s in statuses(db)] == ["failed", "pending", "pending"]
+
+    def cool_off_passes() -> None:
+        db.execute(
+            "UPDATE notifications SET failed_at = failed_at - make_interval(secs => %s)"
+            " WHERE status = 'failed'",
+            (app(slack).policy.refused_probe_seconds + 1,),
+        )
+
+    cool_off_passes()
+    run(database_url, slack, times=2)  # still refused: one probe, then held again
+    assert len(slack.calls("chat.postMessage")) == 2
+    assert outbox.failed_count(db) == 1 and outbox.pending_count(db) == 2
+
+    slack.heal()  # someone invites the bot
+    run(database_url, slack)  # within the cool-off: still held
+    assert len(slack.calls("chat.postMessage")) == 2 and slack.top_level() == []
+    assert outbox.failed_count(db) == 1
+
+    cool_off_passes()
+    run(database_url, slack)
+    assert len(slack.top_level()) == 3
+    assert {s for _, s in statuses(db)} == {"sent"}
+    assert outbox.failed_count(db) == 0
+
+
+def test_an_unknown_error_code_fails_only_its_row(database_url, db, slack):
+    record(database_url, finding("high"))
+    record(database_url, finding("high", scope="eu"))
+    slack.fail("chat.postMessage", "cannot_reply_to_message")
+    run(database_url, slack)
+    rows = db.execute("SELECT status, last_error FROM notifications ORDER BY id").fetchall()
+    assert rows == [("failed", "Slack API: cannot_reply_to_message"), ("sent", None)]
+    run(database_url, slack)  # failed for good, and it holds nothing
+    assert len(slack.calls("chat.postMessage")) == 2 and len(slack.top_level()) == 1
+
+
+@pytest.mark.parametrize("code", sorted(TRANSIENT_CODES))
+def test_a_temporary_error_code_is_retried(database_url, db, slack, code):
+    record(database_url, finding("high"))
+    slack.fail("chat.postMessage", code)
+    run(database_url, slack)
+    assert db.execute("SELECT status, last_error FROM notifications").fetchone() == (
+        "pending",
+        f"Slack API: {code}",
+    )
+    run(database_url, slack)
+    assert statuses(db) == [("opened", "sent")] and len(slack.top_level()) == 1
+
+
+def test_a_row_that_cannot_be_built_is_retried_then_fails_and_the_rest_goes_out(
+    database_url, db, slack, monkeypatch, caplog
+):
+    record(database_url, finding("high"))
+    record(database_url, finding("high", scope="eu"))
+    built = app_module.incident_message
+
+    def broken(anomaly: dict, **kwargs: object):
+        if anomaly["id"] == 1:
+            raise ValueError("evidence has no windows")
+        return built(anomaly, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(app_module, "incident_message", broken)
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        deliver(conn, app(slack, retry_backoff_seconds=30))
+    rows = db.execute(
+        "SELECT status, attempts, last_error FROM notifications ORDER BY id"
+    ).fetchall()
+    assert rows == [("pending", 1, "ValueError: evidence has no windows"), ("sent", 1, None)]
+    (wait,) = db.execute(
+        "SELECT extract(epoch FROM next_attempt_at - now()) FROM notifications WHERE id = 1"
+    ).fetchone()
+    assert 20 < wait <= 30  # retried later, with backoff
+    assert "ValueError: evidence has no windows" in caplog.text
+
+    db.execute(
+        "UPDATE notifications SET attempts = %s, next_attempt_at = now() WHERE id = 1",
+        (MAX_ATTEMPTS - 1,),
+    )
+    run(database_url, slack)
+    assert db.execute("SELECT status, attempts FROM notifications WHERE id = 1").fetchone() == (
+        "failed",
+        MAX_ATTEMPTS,
+    )
+    assert len(slack.top_level()) == 1  # only the second; nothing was posted for the first
+    run(database_url, slack)  # failed for good: not tried again, and nothing is held
+    assert db.execute("SELECT attempts FROM notifications WHERE id = 1").fetchone() == (
+        MAX_ATTEMPTS,
+    )
+
+
+def test_a_sender_whose_lease_ran_out_cannot_mark_a_newer_claim_sent(database_url, db, slack):
+    record(database_url, finding("high"))
+    late = app(slack)
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        first = outbox.claim_next(conn, 120, channel=slack.channel)
+        assert first is not None and late.send(conn, first).accepted  # posted, not yet marked
+        conn.execute("UPDATE notifications SET next_attempt_at = now()")  # its lease runs out
+        second = outbox.claim_next(conn, 120, channel=slack.channel)
+        assert second is not None and second["attempts"] == 2
+        outbox.mark_sent(conn, first)  # the late sender: fenced off
+        assert statuses(db) == [("opened", "pending")]
+        assert app(slack).send(conn, second).accepted  # finds the message, posts no other
+        outbox.mark_sent(conn, second)
+    assert statuses(db) == [("opened", "sent")]
+    assert len(slack.calls("chat.postMessage")) == 1 and len(slack.top_level()) == 1

@@ -7,7 +7,7 @@ from datetime import datetime
 from psycopg import AsyncConnection, sql
 from psycopg.rows import dict_row
 
-from sentinelops.slack.outbox import ENQUEUE_CHANGE
+from sentinelops.slack import outbox
 
 COLUMNS = sql.SQL(
     "id, rule, scope, severity, status, title, window_start, window_end, detected_at,"
@@ -116,18 +116,13 @@ VALUES (%(id)s, %(from)s, %(to)s, %(actor)s, %(note)s)
 RETURNING id
 """
 
-LATEST_CHANGE = """
-SELECT from_status, to_status, at, actor, note FROM anomaly_history
- WHERE anomaly_id = %(id)s ORDER BY id DESC LIMIT 1
-"""
-
 
 async def set_status(
     conn: AsyncConnection, anomaly_id: int, current: str, target: str, actor: str, note: str | None
 ) -> int:
     """Apply the change, record it, and queue its Slack update: all in the caller's transaction,
     so the message never tells a change that was rolled back, nor misses one that committed
-    (ENQUEUE_CHANGE queues only for anomalies that were announced). The history row's id."""
+    (outbox.ENQUEUE_CHANGE queues only for anomalies that were announced). The history row's id."""
     await conn.execute(SET_STATUS, {"id": anomaly_id, "to": target})
     cur = await conn.execute(
         ADD_HISTORY,
@@ -135,11 +130,11 @@ async def set_status(
     )
     row = await cur.fetchone()
     assert row is not None
-    await conn.execute(ENQUEUE_CHANGE, {"history_id": row[0]})
+    await conn.execute(outbox.ENQUEUE_CHANGE, {"history_id": row[0]})
     return int(row[0])
 
 
 async def latest_change(conn: AsyncConnection, anomaly_id: int) -> dict | None:
     async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(LATEST_CHANGE, {"id": anomaly_id})
+        await cur.execute(outbox.LAST_CHANGE, {"id": anomaly_id})
         return await cur.fetchone()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
 from webhook_service.anomalies import repository
@@ -46,15 +47,25 @@ async def transition(
     nudges delivery after answering (webhook_service/slack/nudge.py)."""
     async with pool.connection() as conn:
         async with conn.transaction():
-            # The row lock makes concurrent PATCHes queue, so each sees the status the
-            # previous one left and the history stays a consistent chain.
-            row = await repository.get_anomaly(conn, anomaly_id, lock=True)
-            if row is None:
-                raise NotFound(f"anomaly {anomaly_id} does not exist")
-            current = Status(row["status"])
-            check_transition(anomaly_id, current, target)
-            await repository.set_status(conn, anomaly_id, current, target, actor, note)
+            await apply(conn, anomaly_id, target, actor, note)
         row = await repository.get_anomaly(conn, anomaly_id)
         assert row is not None
         row["history"] = await repository.history(conn, anomaly_id)
     return row
+
+
+async def apply(
+    conn: AsyncConnection, anomaly_id: int, target: Status, actor: str, note: str | None
+) -> Status:
+    """The transition itself, inside the caller's transaction (the API's, the console's, a Slack
+    press's, which records the press beside it): NotFound, InvalidTransition, or the status it
+    moved from."""
+    # The row lock makes concurrent changes queue, so each sees the status the previous one
+    # left and the history stays a consistent chain.
+    row = await repository.get_anomaly(conn, anomaly_id, lock=True)
+    if row is None:
+        raise NotFound(f"anomaly {anomaly_id} does not exist")
+    current = Status(row["status"])
+    check_transition(anomaly_id, current, target)
+    await repository.set_status(conn, anomaly_id, current, target, actor, note)
+    return current

@@ -17,16 +17,17 @@ from urllib.parse import parse_qs
 
 import anyio
 from fastapi import APIRouter, BackgroundTasks, Request, Response
+from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 from slack_sdk.signature import SignatureVerifier
 from slack_sdk.webhook import WebhookClient
 
 from sentinelops.settings import Settings
 from sentinelops.slack.actions import ACTIONS
-from sentinelops.slack.messages import escape
+from sentinelops.slack.incident import BUTTONS, who
 from sentinelops.slack.result import SDK_LOG
-from webhook_service.anomalies import repository
-from webhook_service.anomalies.lifecycle import ALLOWED_TRANSITIONS, Status
+from webhook_service.anomalies import repository, service
+from webhook_service.anomalies.lifecycle import InvalidTransition, Status
 from webhook_service.errors import NotFound, SentinelOpsError
 from webhook_service.slack.nudge import nudge
 
@@ -35,7 +36,6 @@ router = APIRouter()
 PATH = "/api/v1/slack/interactions"
 MAX_ID = 2**63 - 1
 EPHEMERAL_TIMEOUT_SECONDS = 5
-BUTTONS = {"acknowledged": "Acknowledge", "resolved": "Resolve", "open": "Reopen"}
 
 # The press is recorded in the transaction that applies it, keyed as Slack identifies one
 # press: a retry or a Socket Mode redelivery finds its row and changes nothing.
@@ -119,42 +119,46 @@ def parse(payload: Any) -> Press:
     )
 
 
+class _AlreadyHandled(Exception):
+    """The press was recorded before: what this delivery applied is rolled back."""
+
+
+async def _record(conn: AsyncConnection, press: Press, outcome: str) -> bool:
+    """Record the press; False when the same press (user, action, action_ts) was recorded."""
+    params = {"user": press.user_id, "action": press.action_id, "ts": press.action_ts,
+              "anomaly": press.anomaly_id, "outcome": outcome}  # fmt: skip
+    cur = await conn.execute(CLAIM, params)
+    return await cur.fetchone() is not None
+
+
 async def handle(pool: AsyncConnectionPool, settings: Settings, payload: Any) -> Outcome:
-    """Apply one press: InvalidInteraction (400) or NotFound (404) change nothing; a press
-    delivered again is a duplicate; a transition no longer valid is a conflict (recorded, so
-    its redelivery is a duplicate too and the presser is told once)."""
+    """Apply one press through the lifecycle service: InvalidInteraction (400) or NotFound (404)
+    change nothing; a press delivered again is a duplicate; a transition no longer valid is a
+    conflict (recorded, so its redelivery is a duplicate too and the presser is told once)."""
     press = parse(payload)
-    async with pool.connection() as conn, conn.transaction():
-        # Locked first: presses and API changes of one anomaly queue behind each other, so the
-        # validity checked here is the one the change is applied under.
-        row = await repository.get_anomaly(conn, press.anomaly_id, lock=True)
-        if row is None:
-            raise NotFound(f"anomaly {press.anomaly_id} does not exist")
-        current = Status(row["status"])
-        valid = press.target in ALLOWED_TRANSITIONS[current]
-        cur = await conn.execute(
-            CLAIM,
-            {
-                "user": press.user_id,
-                "action": press.action_id,
-                "ts": press.action_ts,
-                "anomaly": press.anomaly_id,
-                "outcome": "applied" if valid else "conflict",
-            },
-        )
-        if await cur.fetchone() is None:
-            return Outcome("duplicate", press.anomaly_id)
-        if valid:
-            await repository.set_status(
-                conn, press.anomaly_id, current, press.target,
-                f"slack:{press.user_id}", f"from Slack by {press.user_name}",
-            )  # fmt: skip
+    actor, note = f"slack:{press.user_id}", f"from Slack by {press.user_name}"
+    async with pool.connection() as conn:
+        try:
+            async with conn.transaction():
+                await service.apply(conn, press.anomaly_id, press.target, actor, note)
+                if not await _record(conn, press, "applied"):
+                    raise _AlreadyHandled
             return Outcome("applied", press.anomaly_id)
-        latest = await repository.latest_change(conn, press.anomaly_id)
+        except _AlreadyHandled:
+            return Outcome("duplicate", press.anomaly_id)
+        except InvalidTransition:
+            pass  # told below, once
+        async with conn.transaction():
+            if not await _record(conn, press, "conflict"):
+                return Outcome("duplicate", press.anomaly_id)
+            row = await repository.get_anomaly(conn, press.anomaly_id)
+            latest = await repository.latest_change(conn, press.anomaly_id)
+    if row is None:  # deleted between the two transactions
+        raise NotFound(f"anomaly {press.anomaly_id} does not exist")
     return Outcome(
         "conflict",
         press.anomaly_id,
-        message=conflict_message(press, current, latest),
+        message=conflict_message(press, Status(row["status"]), latest),
         response_url=press.response_url,
     )
 
@@ -162,16 +166,16 @@ async def handle(pool: AsyncConnectionPool, settings: Settings, payload: Any) ->
 def conflict_message(press: Press, current: Status, latest: dict | None) -> str:
     """Who did what and when, so the presser knows why their button did nothing."""
     anomaly = f"Anomaly #{press.anomaly_id}"
-    tried = f"your {BUTTONS[press.target]} was not applied"
+    tried = f"your {BUTTONS[press.target][0]} was not applied"
     if latest is None:
         return f"{anomaly} is {current}: {tried}."
-    actor = str(latest["actor"])
-    # A Slack user is named as a mention (Slack shows their display name).
-    who = f"<@{actor.removeprefix('slack:')}>" if actor.startswith("slack:") else escape(actor)
-    did = {"acknowledged": "acknowledged", "resolved": "resolved"}.get(latest["to_status"])
-    did = did or ("reopened" if latest["from_status"] else "opened")
+    did = {"acknowledged": "acknowledged", "resolved": "resolved"}.get(latest["to"])
+    did = did or ("reopened" if latest["from"] else "opened")
     at: datetime = latest["at"].astimezone(UTC)  # psycopg gives the session's time zone
-    return f"{anomaly} is already {current}: {who} {did} it at {at:%Y-%m-%d %H:%M:%S} UTC; {tried}."
+    return (
+        f"{anomaly} is already {current}: {who(latest['actor'])} {did} it at"
+        f" {at:%Y-%m-%d %H:%M:%S} UTC; {tried}."
+    )
 
 
 async def follow_up(settings: Settings, outcome: Outcome) -> None:

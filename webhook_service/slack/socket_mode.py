@@ -117,6 +117,10 @@ class SocketMode:
 
     def _connect_once(self, client: SocketModeClient) -> None:
         client.connect()
+        if not client.closed and not client.is_connected():
+            # The SDK logs a failed handshake and returns; its monitor would retry, but the
+            # log here must not say "connected".
+            raise ConnectionError("the websocket handshake failed")
         # Closed while this thread was connecting (a cancelled task does not stop its thread):
         # close the session it just opened, or the SDK would keep it and reconnect forever.
         if client.closed:
