@@ -19,6 +19,7 @@ from psycopg.types.json import Jsonb
 from sentinelops.settings import Settings
 from sentinelops_pipelines.demo import guard, run_demo
 from tests.conftest import ROOT, live_server, make_settings, serve
+from tests.slack_api import CHANNEL, FakeSlack
 from tests.support import SECRET, TOKEN
 from webhook_service.main import create_app
 
@@ -89,6 +90,24 @@ def test_demo_traffic_becomes_a_high_failure_spike_with_curl_lines(
     assert TOKEN not in captured.out  # the curl lines read it from its file
     # Not a terminal: a plain line per step, nothing else on stderr.
     assert [step(line) for line in captured.err.splitlines()] == ["sending", "evaluating", "done"]
+
+
+def test_in_slack_app_mode_the_demo_posts_one_message_per_incident(
+    settings, database_url, home, db, capsys
+):
+    with FakeSlack() as slack, live_server(settings) as api:
+        app = make_settings(
+            database_url, home, STRIPE_WEBHOOK_SECRET="", SENTINELOPS_API_TOKEN="",
+            SLACK_BOT_TOKEN="xoxb-demo", SLACK_CHANNEL_ID=CHANNEL, SLACK_API_URL=slack.url,
+        )  # fmt: skip
+        assert run_demo(app, api) == 0
+        assert run_demo(app, api) == 0  # a second demo extends the incident: no new message
+    (anomaly_id,) = db.execute("SELECT id FROM anomalies").fetchone()
+    (message,) = slack.top_level()
+    assert message["metadata"]["event_payload"]["anomaly_id"] == anomaly_id
+    assert f"#{anomaly_id} HIGH · open" in message["blocks"][0]["text"]["text"]
+    out = capsys.readouterr().out
+    assert "  Slack    1 sent" in out and "  Slack    nothing new to post" in out
 
 
 def test_every_event_and_request_is_marked_as_the_demos(settings, demo_settings, db):

@@ -105,6 +105,7 @@ class Result:
     token_source: str = ""  # how to set $TOKEN, never the token itself
     console: bool = False
     dagster_run: str | None = None  # the run's URL when the stack's Dagster recorded it
+    slack: str | None = None  # what the alerts delivery did, when Slack is configured
 
 
 def render(result: Result) -> str:
@@ -136,6 +137,8 @@ def render(result: Result) -> str:
         lines.append(f"  Console  {api}/console{first}   (sign in with the API token)")
     if result.dagster_run:
         lines.append(f"  Dagster  {result.dagster_run}")
+    if result.slack:
+        lines.append(f"  Slack    {result.slack}")
     if result.anomalies:
         one = f"{api}/api/v1/anomalies/{result.anomalies[0].get('id')}"
         auth = '-H "Authorization: Bearer $TOKEN"'
