@@ -30,13 +30,21 @@ from sentinelops.slack.result import SDK_LOG, Policy, PostResult, seconds
 # Web API errors about the app or its channel, not one message: every row would fail the same.
 # missing_scope too: an app installed without a scope the manifest names fails every row alike.
 REFUSED_CODES = ("channel_not_found", "not_in_channel", "is_archived", "invalid_auth",
-                 "not_authed", "account_inactive", "token_revoked", "team_access_not_granted",
-                 "missing_scope")  # fmt: skip
+                 "not_authed", "account_inactive", "token_revoked", "token_expired",
+                 "not_allowed_token_type", "team_access_not_granted", "missing_scope",
+                 "no_permission", "ekm_access_denied", "restricted_action",
+                 "restricted_action_read_only_channel", "restricted_action_thread_only_channel",
+                 "restricted_action_non_threadable_channel")  # fmt: skip
 # Errors Slack documents as temporary: retried with backoff, and the pass ends (the next rows
-# would meet the same). Any other `ok: false` answer (invalid_blocks, msg_too_long,
-# thread_not_found, an unknown code...) is about this row only: it fails after that attempt.
+# would meet the same).
 TRANSIENT_CODES = frozenset({"internal_error", "fatal_error", "service_unavailable",
-                             "request_timeout"})  # fmt: skip
+                             "request_timeout", "team_added_to_org",
+                             "org_login_required"})  # fmt: skip
+# Errors about one message: that row fails, the next may well go through.
+MESSAGE_CODES = frozenset({"invalid_blocks", "invalid_blocks_format", "msg_too_long", "no_text",
+                           "invalid_arguments", "invalid_metadata_format", "metadata_too_large",
+                           "invalid_metadata_schema", "too_many_attachments",
+                           "cannot_reply_to_message", "duplicate_message_not_found"})  # fmt: skip
 # chat.update on a message someone deleted (or can no longer be edited): post a fresh one.
 GONE_CODES = frozenset({"message_not_found", "cant_update_message", "edit_window_closed"})
 BROADCAST = frozenset({"escalated", "reopened"})
@@ -60,12 +68,16 @@ def api_result(exc: SlackApiError) -> PostResult:
     error = f"Slack API: {code}"
     if code in REFUSED_CODES:
         return PostResult(False, error=error, status=status, permanent=True, refused=True)
-    if code == "ratelimited" or status == 429:
+    if code in ("ratelimited", "rate_limited") or status == 429:
         retry_after = seconds(response.headers.get("Retry-After"))
         return PostResult(False, error=error, status=status, retry_after=retry_after)
-    if status == 200 and code not in TRANSIENT_CODES:  # Slack answered, about this row
+    if code in MESSAGE_CODES:
         return PostResult(False, error=error, status=status, permanent=True)
-    return PostResult(False, error=error, status=status, transient=True)  # 5xx, a proxy's page
+    if status != 200 or code in TRANSIENT_CODES:  # 5xx, a proxy's page, Slack's own trouble
+        return PostResult(False, error=error, status=status, transient=True)
+    # A code not listed: its row fails (no retry would change Slack's answer) and the pass
+    # ends, so a code that is about the channel after all costs one row per pass, not all.
+    return PostResult(False, error=error, status=status, permanent=True, transient=True)
 
 
 @dataclass(frozen=True)

@@ -6,11 +6,12 @@ every row until Retry-After has passed. An answer no retry can fix fails the row
 attempt; when it means the destination itself is gone (a revoked webhook or token, a channel
 the app is not in), nothing more is posted to it, and each failed row is tried once more when
 the setting changes; since a refusal can also be fixed inside Slack (the bot invited, a scope
-added), the destination is probed again with one row after a cool-off. A row that cannot even
-be sent (an error of ours: bad data in a builder, a database error) is retried with backoff and
-fails after MAX_ATTEMPTS; the rows after it go on. Alerts for an anomaly someone already
-acknowledged (or resolved) are not posted (updates of a message already posted are), demo
-anomalies never go out.
+added), the refused rows go back to pending once the last refusal is a cool-off old, and the
+first row claimed tries the destination again. A row that cannot even be sent (an error of
+ours: bad data in a builder, a database error) is retried with backoff and fails after
+MAX_ATTEMPTS; the rows after it go on. Alerts for an anomaly someone already acknowledged (or
+resolved) are not posted (updates of a message already posted are), demo anomalies never go
+out.
 
 The rows of one anomaly go out in order (the claim takes none while an older one is pending),
 so a thread never tells a change before the message it belongs to exists.
@@ -85,9 +86,13 @@ def deliver(
     limit: int = MAX_PER_RUN,
     summary_date: date | None = None,
     anomaly_id: int | None = None,
+    recover: bool = True,
 ) -> Counter[str]:
     """Post due notifications (only that day's summary when `summary_date` is given, only one
-    anomaly's when `anomaly_id` is). `destination` None: Slack is not configured.
+    anomaly's when `anomaly_id` is). `destination` None: Slack is not configured. `recover`
+    False: failed rows are left alone (no retry for a changed setting, no probe of a refusal),
+    for callers that deliver a few rows on the side (the API after a press, the demo) with
+    settings that may not be the stack's.
 
     `conn` must be in autocommit mode: each step is its own short transaction, and no
     transaction is open while Slack is called.
@@ -106,15 +111,17 @@ def deliver(
             outcomes["logged"] += 1
         return outcomes
     fingerprint = destination.fingerprint()
-    retried = outbox.retry_failed_for_new_target(conn, fingerprint)
+    retried = outbox.retry_failed_for_new_target(conn, fingerprint) if recover else 0
     if retried:
         log.info(
             "the Slack destination changed: %d failed notification(s) tried once more", retried
         )
     policy = destination.policy
-    probed = outbox.probe_refused(
-        conn, fingerprint, destination.refused_pattern, policy.refused_probe_seconds
-    )
+    probed = 0
+    if recover:
+        probed = outbox.probe_refused(
+            conn, fingerprint, destination.refused_pattern, policy.refused_probe_seconds
+        )
     if probed:
         log.info(
             "Slack refused this destination %.0f s ago or more: %d notification(s) pending "
@@ -132,13 +139,12 @@ def deliver(
         outcomes["held"] += 1
         return outcomes
     for _ in range(limit):
-        row = outbox.claim_next(
-            conn, policy.lease_seconds, summary_date, anomaly_id, destination.channel_id
-        )
+        row = outbox.claim_next(conn, policy.lease_seconds, summary_date, anomaly_id)
         if row is None:
             break
-        reason = skip_reason(row) or destination.skip_reason(row)
         try:
+            row = outbox.with_details(conn, row, destination.channel_id)
+            reason = skip_reason(row) or destination.skip_reason(row)
             result = None if reason else destination.send(conn, row)
         except Exception as exc:  # ours, not Slack's answer: this row only, the rest go on
             error = _short(exc)
@@ -176,6 +182,8 @@ def deliver(
             outcomes["failed"] += 1
             if not result.refused:  # about this message only
                 log.error("notification %s failed for good, not retried: %s", row["id"], error)
+                if result.transient:  # an answer not known to be about one message
+                    break
                 continue
             log.error(
                 "notification %s failed: Slack refused the destination (%s); nothing more is "

@@ -253,18 +253,19 @@ def _with_details(conn: Connection, rows: list[dict], channel: str | None = None
 
 
 def claim_next(
-    conn: Connection,
-    lease_seconds: float,
-    day: date | None = None,
-    anomaly_id: int | None = None,
-    channel: str | None = None,
+    conn: Connection, lease_seconds: float, day: date | None = None, anomaly_id: int | None = None
 ) -> dict | None:
-    """The next due notification with what it is about (and, given the app's `channel`, the
-    ts of its anomaly's message there), leased to this sender; None if none."""
+    """The next due notification, leased to this sender; None if none. Committed before its
+    details are read (`with_details`), so a row whose details fail still counts an attempt."""
     with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
         params = {"lease": lease_seconds, "day": day, "anomaly": anomaly_id, "limit": 1}
-        row = cur.execute(CLAIM, params).fetchone()
-        return _with_details(conn, [row], channel)[0] if row else None
+        return cur.execute(CLAIM, params).fetchone()
+
+
+def with_details(conn: Connection, row: dict, channel: str | None = None) -> dict:
+    """The claimed row with what it is about (and, given the app's `channel`, the ts of its
+    anomaly's message there)."""
+    return _with_details(conn, [row], channel)[0]
 
 
 def unannounced(conn: Connection, limit: int, day: date | None = None) -> list[dict]:

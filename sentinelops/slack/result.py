@@ -21,7 +21,7 @@ class Policy:
     # Longer than a post can take: a claimed row is retried only once its sender must be gone.
     lease_seconds: float = 120.0
     # A refusal can be fixed inside Slack (the bot invited, a scope added) without any setting
-    # changing: after this long without a post, the held destination is tried once more.
+    # changing: this long after the last refusal, the held destination is tried once more.
     refused_probe_seconds: float = 900.0
 
     def backoff(self, attempts: int) -> float:
@@ -38,6 +38,8 @@ class PostResult:
     status: int | None = None  # the HTTP status, when there was an answer
     retry_after: float | None = None  # seconds, when rate limited
     permanent: bool = False  # retrying cannot fix it: the row fails after this attempt
+    # (permanent and transient: the row fails and the pass ends, for an answer not known to be
+    # about this one message)
     refused: bool = False  # the destination itself is gone or forbidden: nothing more goes out
     transient: bool = False  # Slack unreachable or failing: later rows would fail the same way
     skipped: str | None = None  # nothing to do for this row, and why

@@ -28,7 +28,7 @@ from sentinelops.slack.incident import BUTTONS, who
 from sentinelops.slack.result import SDK_LOG
 from webhook_service.anomalies import repository, service
 from webhook_service.anomalies.lifecycle import InvalidTransition, Status
-from webhook_service.errors import NotFound, SentinelOpsError
+from webhook_service.errors import SentinelOpsError
 from webhook_service.slack.nudge import nudge
 
 log = logging.getLogger(__name__)
@@ -137,24 +137,28 @@ async def handle(pool: AsyncConnectionPool, settings: Settings, payload: Any) ->
     conflict (recorded, so its redelivery is a duplicate too and the presser is told once)."""
     press = parse(payload)
     actor, note = f"slack:{press.user_id}", f"from Slack by {press.user_name}"
+    row: dict | None = None
+    latest: dict | None = None
     async with pool.connection() as conn:
         try:
+            # One transaction: the press is recorded under the row lock service.apply takes, so
+            # what the presser is told is the status no one can change meanwhile.
             async with conn.transaction():
-                await service.apply(conn, press.anomaly_id, press.target, actor, note)
-                if not await _record(conn, press, "applied"):
+                try:
+                    await service.apply(conn, press.anomaly_id, press.target, actor, note)
+                    outcome = "applied"
+                except InvalidTransition:  # raised before any write: the transaction is clean
+                    outcome = "conflict"
+                if not await _record(conn, press, outcome):
                     raise _AlreadyHandled
-            return Outcome("applied", press.anomaly_id)
+                if outcome == "conflict":
+                    row = await repository.get_anomaly(conn, press.anomaly_id)
+                    latest = await repository.latest_change(conn, press.anomaly_id)
         except _AlreadyHandled:
             return Outcome("duplicate", press.anomaly_id)
-        except InvalidTransition:
-            pass  # told below, once
-        async with conn.transaction():
-            if not await _record(conn, press, "conflict"):
-                return Outcome("duplicate", press.anomaly_id)
-            row = await repository.get_anomaly(conn, press.anomaly_id)
-            latest = await repository.latest_change(conn, press.anomaly_id)
-    if row is None:  # deleted between the two transactions
-        raise NotFound(f"anomaly {press.anomaly_id} does not exist")
+    if outcome == "applied":
+        return Outcome("applied", press.anomaly_id)
+    assert row is not None  # locked by service.apply in this transaction
     return Outcome(
         "conflict",
         press.anomaly_id,

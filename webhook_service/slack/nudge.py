@@ -57,6 +57,6 @@ def _deliver(settings: Settings, destination: Destination, anomaly_id: int) -> N
         connect_timeout=CONNECT_TIMEOUT_SECONDS,
         application_name="sentinelops-api-slack",
     ) as conn:
-        outcomes = deliver(conn, destination, log, anomaly_id=anomaly_id)
+        outcomes = deliver(conn, destination, log, anomaly_id=anomaly_id, recover=False)
     if outcomes:
         log.info("Slack update of anomaly %s: %s", anomaly_id, dict(outcomes))
