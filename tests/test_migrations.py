@@ -396,3 +396,46 @@ class TestEachMigrationLeaves:
         assert refusal(scratch, press, (anomaly_id, "applied")) == "UniqueViolation"
         # The claim asks for an older pending row of the same anomaly.
         assert "(anomaly_id, id)" in schema.index("notifications_pending_anomaly_idx")
+
+    def test_0012_silences_need_a_rule_or_scope_and_cover_their_window(self, scratch):
+        silence = (
+            "INSERT INTO silences (rule, scope, starts_at, ends_at, reason, created_by)"
+            " VALUES (%s, %s, now(), now() + interval '1 hour', %s, 'api:alice')"
+        )
+        assert refusal(scratch, silence, (None, None, "maintenance")) == "CheckViolation"
+        assert refusal(scratch, silence, ("refund_spike", None, "")) == "CheckViolation"
+        assert refusal(scratch, silence, ("refund_spike", None, "r" * 501)) == "CheckViolation"
+        (silence_id,) = scratch.execute(
+            silence + " RETURNING id", ("refund_spike", None, "maintenance")
+        ).fetchone()
+        # Ending one early may leave it ending before it starts; nothing else may.
+        backwards = "UPDATE silences SET ends_at = starts_at - interval '1 minute'"
+        assert refusal(scratch, backwards) == "CheckViolation"
+        assert refusal(scratch, backwards + ", ended_by = 'api:bob'") is None
+        scratch.execute("UPDATE silences SET ends_at = now() + interval '1 hour', ended_by = NULL")
+
+        covering = "SELECT silence_covering(%s, %s, now() + %s)"
+        inside, after = timedelta(minutes=30), timedelta(hours=2)
+        assert scratch.execute(covering, ("refund_spike", "all", inside)).fetchone() == (
+            silence_id,
+        )
+        assert scratch.execute(covering, ("refund_spike", "all", after)).fetchone() == (None,)
+        before = -timedelta(minutes=1)
+        assert scratch.execute(covering, ("refund_spike", "all", before)).fetchone() == (None,)
+        assert scratch.execute(covering, ("dispute_spike", "all", inside)).fetchone() == (None,)
+        (by_scope,) = scratch.execute(
+            silence + " RETURNING id", (None, "acct_1", "migration of acct_1")
+        ).fetchone()
+        assert scratch.execute(covering, ("dispute_spike", "acct_1", inside)).fetchone() == (
+            by_scope,
+        )
+        assert scratch.execute(covering, ("dispute_spike", "acct_2", inside)).fetchone() == (None,)
+
+        anomaly_id = add_anomaly(scratch)
+        held = "UPDATE anomalies SET silenced_by = %s WHERE id = %s"
+        assert refusal(scratch, held, (silence_id + 1000, anomaly_id)) == "ForeignKeyViolation"
+        scratch.execute(held, (silence_id, anomaly_id))
+        scratch.execute("DELETE FROM silences WHERE id = %s", (silence_id,))
+        assert scratch.execute(
+            "SELECT silenced_by FROM anomalies WHERE id = %s", (anomaly_id,)
+        ).fetchone() == (None,)

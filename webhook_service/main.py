@@ -23,6 +23,7 @@ from webhook_service.events.endpoints import router as events_router
 from webhook_service.guard import RequestGuard
 from webhook_service.health import router as health_router
 from webhook_service.metrics import Metrics
+from webhook_service.silences.endpoints import router as silences_router
 from webhook_service.slack import socket_mode
 from webhook_service.slack.interactions import router as slack_router
 from webhook_service.stripe_webhooks.endpoints import router as webhook_router
@@ -114,6 +115,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(webhook_router, prefix="/api/v1")
     app.include_router(events_router, prefix="/api/v1")
     app.include_router(anomalies_router, prefix="/api/v1")
+    app.include_router(silences_router, prefix="/api/v1")
     app.include_router(summaries_router, prefix="/api/v1")
     app.include_router(slack_router, prefix="/api/v1")
     app.include_router(health_router)

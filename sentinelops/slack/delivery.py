@@ -11,7 +11,8 @@ first row claimed tries the destination again. A row that cannot even be sent (a
 ours: bad data in a builder, a database error) is retried with backoff and fails after
 MAX_ATTEMPTS; the rows after it go on. Alerts for an anomaly someone already acknowledged (or
 resolved) are not posted (updates of a message already posted are), demo anomalies never go
-out.
+out. An alert whose anomaly a silence covers waits until the silence ends (silences.py), then
+goes out once, unless someone acted on the anomaly meanwhile.
 
 The rows of one anomaly go out in order (the claim takes none while an older one is pending),
 so a thread never tells a change before the message it belongs to exists.
@@ -26,7 +27,7 @@ from typing import Any, Protocol
 
 from psycopg import Connection
 
-from sentinelops.slack import outbox
+from sentinelops.slack import outbox, silences
 from sentinelops.slack.messages import outbox_message
 from sentinelops.slack.result import Policy, PostResult
 
@@ -144,8 +145,9 @@ def deliver(
             break
         try:
             row = outbox.with_details(conn, row, destination.channel_id)
-            reason = skip_reason(row) or destination.skip_reason(row)
-            result = None if reason else destination.send(conn, row)
+            reason = skip_reason(row) or silences.superseded(row) or destination.skip_reason(row)
+            held = None if reason else silences.holding(row)
+            result = None if reason or held else destination.send(conn, row)
         except Exception as exc:  # ours, not Slack's answer: this row only, the rest go on
             error = _short(exc)
             if row["attempts"] >= MAX_ATTEMPTS:
@@ -164,6 +166,11 @@ def deliver(
                 "notification %s could not be sent (%s); retry in %.0f s", row["id"], error, delay
             )
             outcomes["retry_later"] += 1
+            continue
+        if held:
+            silences.mark_silenced(conn, row, *held)
+            log.info("notification %s held: %s", row["id"], silences.held_error(*held))
+            outcomes["silenced"] += 1
             continue
         reason = reason or (result.skipped if result else None)
         if reason:

@@ -21,6 +21,7 @@ from sentinelops.slack.messages import (
     fallback_text,
     header_block,
     section_block,
+    silence_line,
     window_text,
 )
 
@@ -132,6 +133,7 @@ def incident_message(
             f"*{escape(anomaly['title'])}*\n"
             f"Rule `{escape(anomaly['rule'])}`{scope}"
             f" · window {window_text(anomaly['window_start'], anomaly['window_end'])}"
+            f"{silence_line(anomaly)}"
         ),
     ]
     numbers = evidence_fields(anomaly["evidence"])

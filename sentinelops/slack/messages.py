@@ -91,6 +91,18 @@ def console_link(console_url: str | None, anomaly_id: int) -> str:
     return f"<{escape(url)}|Open #{anomaly_id} in the console>"
 
 
+def silence_line(anomaly: dict) -> str:
+    """A new line `:zzz: Found during silence #3 (reason: …)` for an anomaly recorded while a
+    silence held it (its alert went out when the silence ended), else nothing: whoever reads
+    the alert late should know why it is late."""
+    silence_id = anomaly.get("silenced_by")
+    if silence_id is None:
+        return ""
+    reason = anomaly.get("silence_reason")
+    why = f" (reason: {escape(cut(reason, 300))})" if reason else ""
+    return f"\n:zzz: Found during silence #{silence_id}{why}"
+
+
 def evidence_fields(evidence: dict[str, Any] | None) -> dict | None:
     """The evidence's key numbers as one section of fields (Slack shows at most 10)."""
     fields = key_numbers(evidence or {})[:MAX_FIELDS]
@@ -120,6 +132,7 @@ def anomaly_alert(notification: dict, console_url: str | None = None) -> tuple[s
             f"Rule `{escape(a['rule'])}`{scope} · severity *{a['current_severity']}*"
             f" · status {a['status']}\n"
             f"Window {window_text(a['window_start'], a['window_end'])}"
+            f"{silence_line(a)}"
         ),
     ]
     numbers = evidence_fields(a["evidence"])

@@ -15,6 +15,8 @@ from psycopg import Connection
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
+from sentinelops.slack import silences
+
 Kind = Literal["opened", "escalated"]
 NOT_CONFIGURED = "slack_not_configured"
 
@@ -61,15 +63,17 @@ ON CONFLICT (summary_date, channel) WHERE summary_date IS NOT NULL DO NOTHING
 """
 
 # An anomaly's rows go out in order: none is due while an older one of it is pending (claimed
-# by another sender or waiting for its retry), so a change never overtakes its message.
-DUE = """
+# by another sender or waiting for its retry), so a change never overtakes its message; only a
+# change of a posted message passes an announcement a silence holds (silences.PASSES_HELD).
+DUE = f"""
 SELECT id FROM notifications n
  WHERE status = 'pending' AND next_attempt_at <= now()
    AND (%(day)s::date IS NULL OR summary_date = %(day)s)
    AND (%(anomaly)s::bigint IS NULL OR anomaly_id = %(anomaly)s)
    AND (anomaly_id IS NULL OR NOT EXISTS (
         SELECT FROM notifications older
-         WHERE older.anomaly_id = n.anomaly_id AND older.status = 'pending' AND older.id < n.id))
+         WHERE older.anomaly_id = n.anomaly_id AND older.status = 'pending' AND older.id < n.id
+           AND NOT ({silences.PASSES_HELD})))
  ORDER BY next_attempt_at, id
  LIMIT %(limit)s
    FOR UPDATE SKIP LOCKED
@@ -81,13 +85,14 @@ UPDATE notifications n
    SET attempts = n.attempts + 1, next_attempt_at = now() + make_interval(secs => %(lease)s)
   FROM due WHERE n.id = due.id
 RETURNING n.id, n.kind, n.severity, n.anomaly_id, n.summary_date, n.attempts, n.payload,
-          n.reply_ts, n.created_at
+          n.reply_ts, n.created_at, n.last_error
 """
 
-ANOMALY = """
-SELECT id, rule, scope, severity AS current_severity, status, title, window_start, window_end,
-       evidence, is_demo(evidence) AS demo
-  FROM anomalies WHERE id = %(id)s
+ANOMALY = f"""
+SELECT a.id, a.rule, a.scope, a.severity AS current_severity, a.status, a.title, a.window_start,
+       a.window_end, a.evidence, is_demo(a.evidence) AS demo, {silences.DETAILS}
+  FROM anomalies a {silences.JOINS}
+ WHERE a.id = %(id)s
 """
 
 # A catch-up message lists its incidents as they are when it is posted.

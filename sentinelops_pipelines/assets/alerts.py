@@ -31,6 +31,7 @@ def slack_notifications(
             "retry_later": outcomes["retry_later"],
             "rate_limited": outcomes["rate_limited"],
             "failed": outcomes["failed"],
+            "silenced": outcomes["silenced"],
             "failed_total": failed_total,
             "held_webhook_refused": bool(outcomes["held"]),
             "logged_without_webhook": outcomes["logged"],

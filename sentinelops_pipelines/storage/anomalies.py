@@ -38,9 +38,13 @@ SELECT id, severity, window_start, window_end FROM anomalies
    FOR UPDATE
 """
 
+# An anomaly opened while a silence covers its rule and scope is recorded as usual, marked
+# with that silence: the outbox holds its alert until the silence ends (sentinelops/slack).
 OPEN_ANOMALY = """
-INSERT INTO anomalies (rule, scope, severity, title, window_start, window_end, evidence)
-VALUES (%(rule)s, %(scope)s, %(severity)s, %(title)s, %(start)s, %(end)s, %(evidence)s)
+INSERT INTO anomalies (rule, scope, severity, title, window_start, window_end, evidence,
+                       silenced_by)
+VALUES (%(rule)s, %(scope)s, %(severity)s, %(title)s, %(start)s, %(end)s, %(evidence)s,
+        silence_covering(%(rule)s, %(scope)s, now()))
 RETURNING id
 """
 

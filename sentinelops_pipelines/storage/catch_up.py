@@ -22,7 +22,7 @@ from sentinelops.slack import outbox as notifications
 MARK_LATE = """
 UPDATE anomalies SET found_late = found_late OR id = ANY(%(opened)s)
  WHERE id = ANY(%(ids)s) AND window_end < now() - %(late_after)s
-RETURNING id
+RETURNING id, silence_covering(rule, scope, now()) IS NOT NULL AS silenced
 """
 
 # One message per set of incidents: re-running a range finds nothing new and queues nothing.
@@ -47,7 +47,9 @@ def announce(
     opened = sorted({i for i, kind in announced if kind == "opened"})
     escalated = sorted({i for i, kind in announced if kind == "escalated"} - set(opened))
     params = {"opened": opened, "ids": opened + escalated, "late_after": late_after}
-    late = {row[0] for row in conn.execute(MARK_LATE, params)}
+    # A late incident a silence covers is queued like news, so the silence holds it and it is
+    # posted once when the silence ends; a catch-up message is never held.
+    late = {row[0] for row in conn.execute(MARK_LATE, params) if not row[1]}
     notifications.enqueue_anomalies(
         conn, [i for i in opened if i not in late], [i for i in escalated if i not in late],
         min_severity,

@@ -29,6 +29,9 @@ class Anomaly(UTCModel):
         description="found long after its window ended (a catch-up after downtime, imported"
         " history): listed in one catch-up message instead of posted on its own"
     )
+    silenced_by: int | None = Field(
+        description="the silence that held its Slack messages when it was recorded, if one did"
+    )
     evidence: dict[str, Any]
 
 
