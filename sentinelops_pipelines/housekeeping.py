@@ -33,27 +33,17 @@ def prune_rule_readings(context: dg.OpExecutionContext, postgres: PostgresResour
     return deleted
 
 
-# A press is only ever redelivered within minutes (Slack's retries, a Socket Mode reconnect);
-# a week keeps the recent ones for anyone asking who pressed what, and no more.
+# A week keeps the recent presses for anyone asking who pressed what, and no more.
 SLACK_INTERACTIONS_RETENTION = timedelta(days=7)
-PRUNE_SLACK_INTERACTIONS = """
-DELETE FROM slack_interactions
- WHERE ctid IN (SELECT ctid FROM slack_interactions
-                 WHERE received_at < now() - %(keep)s LIMIT %(batch)s)
-"""
 
 
 @dg.op
 def prune_slack_interactions(context: dg.OpExecutionContext, postgres: PostgresResource) -> int:
     """Delete the record of Slack button presses older than 7 days (kept to apply each once)."""
-    keep, batch, deleted = SLACK_INTERACTIONS_RETENTION, 10_000, 0
+    keep = SLACK_INTERACTIONS_RETENTION
     with postgres.connect() as conn:
-        conn.autocommit = True
-        while True:  # in batches, each its own short transaction (as retention.py)
-            count = conn.execute(PRUNE_SLACK_INTERACTIONS, {"keep": keep, "batch": batch}).rowcount
-            deleted += count
-            if count < batch:
-                break
+        conn.autocommit = True  # each batch commits on its own (retention.py)
+        deleted = retention.prune_slack_interactions(conn, keep)
     context.log.info("deleted %d Slack interactions older than %d days", deleted, keep.days)
     context.add_output_metadata({"deleted": deleted, "retention_days": keep.days})
     return deleted

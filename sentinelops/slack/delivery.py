@@ -168,7 +168,7 @@ def deliver(
             outcomes["retry_later"] += 1
             continue
         if held:
-            silences.mark_silenced(conn, row, *held)
+            silences.mark_silenced(conn, row, held[0])
             log.info("notification %s held: %s", row["id"], silences.held_error(*held))
             outcomes["silenced"] += 1
             continue

@@ -84,7 +84,9 @@ def held_error(silence_id: int, until: datetime) -> str:
     return f"silenced by #{silence_id} until {until.astimezone(UTC):%Y-%m-%dT%H:%M:%SZ}"
 
 
-def mark_silenced(conn: Connection, row: dict, silence_id: int, until: datetime) -> None:
+def mark_silenced(conn: Connection, row: dict, silence_id: int) -> None:
+    """Hold the row until the silence ends, read under MARK_SILENCED's lock (not the end the
+    claim saw: an early end may have committed since)."""
     with conn.transaction():
         params = {"id": row["id"], "attempts": row["attempts"], "silence": silence_id}
         conn.execute(MARK_SILENCED, params)

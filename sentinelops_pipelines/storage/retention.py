@@ -24,6 +24,14 @@ DELETE FROM rule_readings
 """
 
 
+# A press is only ever redelivered within minutes (Slack's retries, a Socket Mode reconnect).
+PRUNE_SLACK_INTERACTIONS = """
+DELETE FROM slack_interactions
+ WHERE ctid IN (SELECT ctid FROM slack_interactions
+                 WHERE received_at < now() - %(keep)s LIMIT %(batch)s)
+"""
+
+
 def prune_rejections(conn: Connection, keep: timedelta, batch: int = 10_000) -> int:
     """Delete rejected webhook attempts older than `keep`; how many were deleted."""
     return _in_batches(conn, PRUNE_REJECTIONS, keep, batch)
@@ -32,6 +40,11 @@ def prune_rejections(conn: Connection, keep: timedelta, batch: int = 10_000) -> 
 def prune_readings(conn: Connection, keep: timedelta, batch: int = 10_000) -> int:
     """Delete the rules' readings of windows older than `keep`; how many were deleted."""
     return _in_batches(conn, PRUNE_READINGS, keep, batch)
+
+
+def prune_slack_interactions(conn: Connection, keep: timedelta, batch: int = 10_000) -> int:
+    """Delete the record of Slack button presses older than `keep`; how many were deleted."""
+    return _in_batches(conn, PRUNE_SLACK_INTERACTIONS, keep, batch)
 
 
 def _in_batches(conn: Connection, query: str, keep: timedelta, batch: int) -> int:
