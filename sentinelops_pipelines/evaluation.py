@@ -1,7 +1,8 @@
 """One evaluation pass over a range of 5-minute windows, in the caller's transaction: every
 enabled rule over the windows, each finding recorded once (diagnosed only when it is written),
 incidents found late announced together, what each rule read in each window stored (the
-console's charts: rule_readings), and the windows marked evaluated. The `anomalies` asset runs
+console's charts: rule_readings), the windows marked evaluated, and incidents quiet for a whole
+quiet gap since cleared. The `anomalies` asset runs
 it; so does benchmarks/detection.py, so the benchmark judges what the product does.
 """
 
@@ -18,7 +19,7 @@ from sentinelops_pipelines.rules.engine import evaluate
 from sentinelops_pipelines.rules.model import Finding
 from sentinelops_pipelines.rules.readings import readings
 from sentinelops_pipelines.storage import anomalies as anomaly_sql
-from sentinelops_pipelines.storage import catch_up
+from sentinelops_pipelines.storage import catch_up, clearing
 from sentinelops_pipelines.storage import diagnosis as diagnosis_sql
 from sentinelops_pipelines.storage import metrics as metrics_sql
 from sentinelops_pipelines.storage import readings as readings_sql
@@ -31,6 +32,7 @@ class Evaluated:
     by_rule: Counter[str] = field(default_factory=Counter)  # "rule:outcome", changes only
     found_late: int = 0
     readings: int = 0  # rows of rule_readings written
+    cleared: int = 0  # incidents that cleared (quiet for a whole gap)
 
 
 def evaluate_range(
@@ -40,10 +42,12 @@ def evaluate_range(
     end: datetime,
     notify_from: str,
     run_id: str | None = None,
+    now: datetime | None = None,
 ) -> Evaluated:
     """Judge the windows in [start, end) with `book`; openings below `notify_from` are
     recorded but not posted. `run_id`, the Dagster run's, goes into the evidence it writes,
-    so the console links an incident to the run that opened (or escalated) it."""
+    so the console links an incident to the run that opened (or escalated) it. `now` (the
+    database's clock when None) decides which windows are closed when clearing."""
     enabled = book.enabled()
     gap = timedelta(minutes=book.quiet_gap_minutes)
     windows, snapshots = metrics_sql.load_windows_for_evaluation(conn, start, end)
@@ -74,4 +78,7 @@ def evaluate_range(
     )
     # Same transaction as the anomalies: a run that dies leaves its windows stale.
     metrics_sql.mark_evaluated(conn, snapshots)
+    # With these windows judged, incidents quiet for a whole gap are cleared (any of them: an
+    # incident of another range may have been waiting for exactly these windows).
+    result.cleared = len(clearing.clear_quiet(conn, gap, now))
     return result

@@ -13,11 +13,18 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import psycopg
 import pytest
 from psycopg.types.json import Jsonb
 
 from sentinelops.settings import Settings
+from sentinelops.slack import config
+from sentinelops.slack.delivery import deliver
+from sentinelops.windows import WINDOW
 from sentinelops_pipelines.demo import guard, run_demo
+from sentinelops_pipelines.evaluation import evaluate_range
+from sentinelops_pipelines.rules.definitions import load_rules
+from sentinelops_pipelines.storage import metrics as metrics_sql
 from tests.conftest import ROOT, live_server, make_settings, serve
 from tests.slack_api import CHANNEL, FakeSlack
 from tests.support import SECRET, TOKEN
@@ -366,3 +373,36 @@ def _read_all(fd: int) -> str:
         chunks.append(chunk)
     os.close(fd)
     return b"".join(chunks).decode()
+
+
+def test_once_the_demo_spike_is_over_its_thread_says_cleared(
+    settings, database_url, home, db, capsys
+):
+    """What the stack's 5-minute runs do after a demo: the windows after the spike judged, one
+    by one as they close, and the demo's incident cleared in its own thread once a quiet gap of
+    them passed (the clock moved on with `now`: the spike ended at the last closed window)."""
+    with FakeSlack() as slack, live_server(settings) as api:
+        app = make_settings(
+            database_url, home, STRIPE_WEBHOOK_SECRET="", SENTINELOPS_API_TOKEN="",
+            SLACK_BOT_TOKEN="xoxb-demo", SLACK_CHANNEL_ID=CHANNEL, SLACK_API_URL=slack.url,
+        )  # fmt: skip
+        assert run_demo(app, api) == 0
+        (window,) = db.execute("SELECT window_end FROM anomalies").fetchone()
+        book, cleared = load_rules(), 0
+        with psycopg.connect(database_url) as conn:
+            for _ in range(24):  # the 30-minute measures still hold the spike for a while
+                metrics_sql.roll_up(conn, window, window + WINDOW)
+                cleared = evaluate_range(
+                    conn, book, window, window + WINDOW, "medium", now=window + WINDOW
+                ).cleared
+                conn.commit()
+                window += WINDOW
+                if cleared:
+                    break
+        assert cleared == 1
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            assert deliver(conn, config.destination(app)) == {"sent": 1}
+    (message,) = slack.top_level()
+    assert message["blocks"][0]["text"]["text"].endswith("· open · cleared")
+    (reply,) = slack.thread(message["ts"])
+    assert reply["text"].startswith(":large_green_circle: Condition cleared at ")

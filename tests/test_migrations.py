@@ -439,3 +439,20 @@ class TestEachMigrationLeaves:
         assert scratch.execute(
             "SELECT silenced_by FROM anomalies WHERE id = %s", (anomaly_id,)
         ).fetchone() == (None,)
+
+    def test_0013_cleared_incidents_and_their_notices(self, scratch, schema):
+        anomaly_id = add_anomaly(scratch)
+        scratch.execute("UPDATE anomalies SET cleared_at = window_end WHERE id = %s", (anomaly_id,))
+        notice = (
+            "INSERT INTO notifications (kind, anomaly_id, severity, dedupe_key)"
+            " VALUES (%s, %s, 'high', %s)"
+        )
+        assert refusal(scratch, notice, ("cleared", anomaly_id, "cleared:1:a")) is None
+        assert refusal(scratch, notice, ("recurred", anomaly_id, "recurred:1:b")) is None
+        assert refusal(scratch, notice, ("cleared", anomaly_id, "cleared:1:a")) == (
+            "UniqueViolation"
+        )
+        # Each evaluation pass looks for incidents that may clear through a partial index.
+        assert "WHERE ((cleared_at IS NULL) AND (status <> 'resolved'::text))" in (
+            schema.index("anomalies_uncleared_idx")
+        )

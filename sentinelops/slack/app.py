@@ -47,7 +47,7 @@ MESSAGE_CODES = frozenset({"invalid_blocks", "invalid_blocks_format", "msg_too_l
                            "cannot_reply_to_message", "duplicate_message_not_found"})  # fmt: skip
 # chat.update on a message someone deleted (or can no longer be edited): post a fresh one.
 GONE_CODES = frozenset({"message_not_found", "cant_update_message", "edit_window_closed"})
-BROADCAST = frozenset({"escalated", "reopened"})
+BROADCAST = frozenset({"escalated", "reopened", "recurred"})
 HISTORY_PAGES = 5  # a lost post is minutes old: a few pages of the channel reach it
 
 

@@ -37,6 +37,8 @@ MAX_PER_RUN = 1000
 MAX_ATTEMPTS = 8
 ANNOUNCEMENTS = frozenset({"opened", "escalated"})
 CHANGES = frozenset({"acknowledged", "resolved", "reopened"})
+# About the condition itself: it cleared, or came back (storage/clearing.py, anomalies.py).
+NOTICES = frozenset({"cleared", "recurred"})
 
 
 class Destination(Protocol):
@@ -102,7 +104,8 @@ def deliver(
     outcomes: Counter[str] = Counter()
     if destination is None:
         for waiting in outbox.unannounced(conn, limit, summary_date):
-            text = describe(waiting) if waiting["kind"] in CHANGES else outbox_message(waiting)[0]
+            quiet = waiting["kind"] in CHANGES | NOTICES
+            text = describe(waiting) if quiet else outbox_message(waiting)[0]
             log.warning(
                 "Slack is not configured (SLACK_WEBHOOK_URL or SLACK_BOT_TOKEN); notification"
                 " %s stays pending: %s",

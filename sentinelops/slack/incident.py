@@ -83,6 +83,10 @@ def reply_text(kind: str, severity: str, change: dict | None) -> str:
     """The thread reply telling one change: who did what, when (`change` is the outbox row's
     payload; an escalation's is just {"at": ...})."""
     change = change or {}
+    if kind == "cleared":
+        return f":large_green_circle: {cleared_text(change).capitalize()}"
+    if kind == "recurred":
+        return f":rotating_light: {recurred_text(change).capitalize()}"
     if kind == "escalated":
         return f":arrow_up: Escalated to *{severity.upper()}* at {when(change.get('at'))}"
     icon, verb = CHANGE_WORDS.get(kind, ("", kind.capitalize()))
@@ -90,6 +94,43 @@ def reply_text(kind: str, severity: str, change: dict | None) -> str:
         f"{icon} {verb} by {who(change.get('actor'))} at {when(change.get('at'))}"
         f"{_said(change.get('note'))}"
     )
+
+
+def _number(value: object) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def cleared_text(notice: dict) -> str:
+    """`condition cleared at 14:35 UTC, failed payments in 30 min back to 2` (the reading left
+    out when the rule read none)."""
+    text = f"condition cleared at {when(notice.get('at'))}"
+    if notice.get("label") and notice.get("value") is not None:
+        text += f", {escape(notice['label'])} back to {_number(notice['value'])}"
+        if notice.get("bound") is not None:
+            text += f" (alarm at {_number(notice['bound'])})"
+    return text
+
+
+def recurred_text(notice: dict) -> str:
+    severity = str(notice.get("severity") or "").upper()
+    return (
+        f"back: the rule breached again at {when(notice.get('at'))}"
+        + (f" (*{severity}*)" if severity else "")
+        + "; still the same incident"
+    )
+
+
+def notice_message(row: dict, console_url: str | None = None) -> tuple[str, list[dict]]:
+    """The incoming webhook's one short message for a 'cleared' or 'recurred' row (it cannot
+    update the alert it posted)."""
+    anomaly, notice = row["anomaly"], row["payload"] or {}
+    if row["kind"] == "cleared":
+        what = f":large_green_circle: #{anomaly['id']} {cleared_text(notice)}"
+    else:
+        what = f":rotating_light: #{anomaly['id']} is {recurred_text(notice)}"
+    text = f"{what} · {escape(cut(anomaly['title'], 300))} ({anomaly['status']})"
+    link = console_link(console_url, anomaly["id"])
+    return fallback_text(text), [section_block(text + (f" · {link}" if link else ""))]
 
 
 def buttons_block(anomaly_id: int, status: str) -> dict | None:
@@ -123,17 +164,20 @@ def incident_message(
     latest history row (from/to/actor/note/at), for who last changed it."""
     anomaly_id, status = anomaly["id"], anomaly["status"]
     severity = anomaly["current_severity"]
-    text = fallback_text(f"[{severity.upper()}] #{anomaly_id} {status}: {anomaly['title']}")
+    cleared = anomaly.get("cleared_at")
+    state = f"{status} · cleared" if cleared else status
+    text = fallback_text(f"[{severity.upper()}] #{anomaly_id} {state}: {anomaly['title']}")
     scope = "" if anomaly["scope"] == "all" else f" ({escape(anomaly['scope'])})"
     blocks = [
         header_block(
-            f"{ICON.get(severity, '')} #{anomaly_id} {severity.upper()} · {status}".strip()
+            f"{ICON.get(severity, '')} #{anomaly_id} {severity.upper()} · {state}".strip()
         ),
         section_block(
             f"*{escape(anomaly['title'])}*\n"
             f"Rule `{escape(anomaly['rule'])}`{scope}"
             f" · window {window_text(anomaly['window_start'], anomaly['window_end'])}"
             f"{silence_line(anomaly)}"
+            + (f"\n:large_green_circle: Condition cleared at {when(cleared)}" if cleared else "")
         ),
     ]
     numbers = evidence_fields(anomaly["evidence"])

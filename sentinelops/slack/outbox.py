@@ -18,6 +18,7 @@ from psycopg.types.json import Jsonb
 from sentinelops.slack import silences
 
 Kind = Literal["opened", "escalated"]
+NoticeKind = Literal["cleared", "recurred"]
 NOT_CONFIGURED = "slack_not_configured"
 
 # The policy, in SQL so it runs inside the transaction that opens or escalates: of the anomalies
@@ -40,20 +41,36 @@ ON CONFLICT (anomaly_id, channel, kind, severity)
    WHERE anomaly_id IS NOT NULL AND kind IN ('opened', 'escalated') DO NOTHING
 """
 
+# Whether anomaly `a`'s alert was posted or is queued: an incident never announced (below the
+# alert severity, in a catch-up message, a demo's) has no message to follow up.
+WAS_ANNOUNCED = """
+NOT is_demo(a.evidence)
+AND EXISTS (SELECT FROM notifications n
+             WHERE n.anomaly_id = a.id AND n.kind IN ('opened', 'escalated')
+               AND n.status <> 'skipped')
+"""
+
 # A lifecycle change (acknowledged, resolved, reopened: one anomaly_history row), queued in the
 # transaction that makes it, for anomalies that were announced: the app mode updates their
 # message and tells the change in its thread. One row per history row, however often retried.
-ENQUEUE_CHANGE = """
+ENQUEUE_CHANGE = f"""
 INSERT INTO notifications (channel, kind, anomaly_id, severity, dedupe_key, payload)
 SELECT 'slack', CASE h.to_status WHEN 'open' THEN 'reopened' ELSE h.to_status END,
        a.id, a.severity, 'change:' || h.id,
        jsonb_build_object('history_id', h.id, 'from', h.from_status, 'to', h.to_status,
                           'actor', h.actor, 'note', h.note, 'at', h.at)
   FROM anomaly_history h JOIN anomalies a ON a.id = h.anomaly_id
- WHERE h.id = %(history_id)s AND NOT is_demo(a.evidence)
-   AND EXISTS (SELECT FROM notifications n
-                WHERE n.anomaly_id = a.id AND n.kind IN ('opened', 'escalated')
-                  AND n.status <> 'skipped')
+ WHERE h.id = %(history_id)s AND {WAS_ANNOUNCED}
+ON CONFLICT (channel, dedupe_key) WHERE dedupe_key IS NOT NULL DO NOTHING
+"""
+
+# A notice about the condition itself ('cleared', 'recurred') of an announced anomaly. Keyed by
+# its kind and the moment it tells of, so a re-run queues nothing more.
+ENQUEUE_NOTICE = f"""
+INSERT INTO notifications (channel, kind, anomaly_id, severity, dedupe_key, payload)
+SELECT 'slack', %(kind)s, a.id, a.severity, %(kind)s || ':' || a.id || ':' || %(key)s, %(payload)s
+  FROM anomalies a
+ WHERE a.id = %(id)s AND {WAS_ANNOUNCED}
 ON CONFLICT (channel, dedupe_key) WHERE dedupe_key IS NOT NULL DO NOTHING
 """
 
@@ -90,7 +107,7 @@ RETURNING n.id, n.kind, n.severity, n.anomaly_id, n.summary_date, n.attempts, n.
 
 ANOMALY = f"""
 SELECT a.id, a.rule, a.scope, a.severity AS current_severity, a.status, a.title, a.window_start,
-       a.window_end, a.evidence, is_demo(a.evidence) AS demo, {silences.DETAILS}
+       a.window_end, a.cleared_at, a.evidence, is_demo(a.evidence) AS demo, {silences.DETAILS}
   FROM anomalies a {silences.JOINS}
  WHERE a.id = %(id)s
 """
@@ -235,6 +252,14 @@ def enqueue_anomalies(
 def enqueue_anomaly(conn: Connection, anomaly_id: int, kind: Kind, min_severity: str) -> None:
     opened, escalated = ([anomaly_id], []) if kind == "opened" else ([], [anomaly_id])
     enqueue_anomalies(conn, opened, escalated, min_severity)
+
+
+def enqueue_notice(
+    conn: Connection, anomaly_id: int, kind: NoticeKind, *, key: str, payload: dict
+) -> None:
+    """Queue a 'cleared' or 'recurred' notice of an announced anomaly, once per `key`."""
+    params = {"id": anomaly_id, "kind": kind, "key": key, "payload": Jsonb(payload)}
+    conn.execute(ENQUEUE_NOTICE, params)
 
 
 def enqueue_summary(conn: Connection, day: date) -> None:

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 
 from psycopg import Connection
 
-HELD = frozenset({"opened", "escalated"})
+HELD = frozenset({"opened", "escalated", "recurred"})
 
 # Read with the anomaly of each claimed row (outbox.ANOMALY): the silence covering it now, if
 # any (silence_id, silence_ends_at), and the one it was recorded under, for the message's line.
@@ -34,7 +34,8 @@ JOINS = """
 # the incident in Slack during a maintenance must see the message follow). Nothing else does:
 # an anomaly's rows otherwise go out in order.
 PASSES_HELD = """
-    n.kind IN ('acknowledged', 'resolved', 'reopened') AND older.kind IN ('opened', 'escalated')
+    n.kind IN ('acknowledged', 'resolved', 'reopened', 'cleared')
+    AND older.kind IN ('opened', 'escalated', 'recurred')
     AND older.last_error LIKE 'silenced by #%%'
     AND EXISTS (SELECT FROM anomalies a WHERE a.id = n.anomaly_id
                    AND silence_covering(a.rule, a.scope, now()) IS NOT NULL)

@@ -2,7 +2,8 @@
 
 The webhook URL is a secret (whoever holds it can post to the channel): it is never logged,
 stored or shown; failed rows keep a fingerprint of it instead. An incoming webhook can only
-post, so the lifecycle changes the app mode threads under its message are skipped here.
+post, so the lifecycle changes the app mode threads under its message are skipped here; that
+the condition cleared, or came back, is one short message each.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ from dataclasses import dataclass
 from psycopg import Connection
 from slack_sdk.webhook import WebhookClient
 
-from sentinelops.slack.delivery import CHANGES
+from sentinelops.slack.delivery import ANNOUNCEMENTS, CHANGES, NOTICES
+from sentinelops.slack.incident import notice_message
 from sentinelops.slack.messages import outbox_message
 from sentinelops.slack.result import SDK_LOG, Policy, PostResult, seconds
 
@@ -54,11 +56,15 @@ class IncomingWebhook:
         if row["kind"] in CHANGES:
             return "the incoming webhook cannot update a message (set SLACK_BOT_TOKEN)"
         anomaly = row.get("anomaly")
-        if anomaly and anomaly["status"] != "open":
+        if anomaly and row["kind"] in ANNOUNCEMENTS and anomaly["status"] != "open":
             return f"anomaly {anomaly['status']} before the alert went out"
+        if anomaly and row["kind"] in NOTICES and anomaly["status"] == "resolved":
+            return "anomaly resolved before the notice went out"
         return None
 
     def send(self, conn: Connection, row: dict) -> PostResult:
+        if row["kind"] in NOTICES:
+            return self.post(*notice_message(row, self.console_url))
         return self.post(*outbox_message(row, self.console_url))
 
     def post(self, text: str, blocks: list[dict] | None = None) -> PostResult:

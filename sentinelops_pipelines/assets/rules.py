@@ -70,6 +70,7 @@ def anomalies(
             "anomalies_escalated": outcomes["escalated"],
             "findings_already_recorded": outcomes["unchanged"],
             "incidents_found_late": result.found_late,
+            "incidents_cleared": result.cleared,
             "by_rule": dict(result.by_rule),
         }
     )

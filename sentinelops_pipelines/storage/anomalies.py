@@ -31,7 +31,7 @@ SELECT id FROM stripe_events
 """
 
 FIND_INCIDENT = """
-SELECT id, severity, window_start, window_end FROM anomalies
+SELECT id, severity, cleared_at FROM anomalies
  WHERE rule = %(rule)s AND scope = %(scope)s AND status <> 'resolved'
    AND window_start <= %(end)s + %(gap)s AND window_end >= %(start)s - %(gap)s
  ORDER BY window_end DESC LIMIT 1
@@ -60,6 +60,9 @@ UPDATE anomalies
    SET window_start = least(window_start, %(start)s),
        window_end = greatest(window_end, %(end)s),
        severity = %(severity)s,
+       -- A breach after the incident cleared brings it back (a late verdict on a window
+       -- before that moment does not).
+       cleared_at = CASE WHEN %(start)s >= cleared_at THEN NULL ELSE cleared_at END,
        title = CASE WHEN %(escalated)s OR %(refines)s AND {UNCLASSIFIED} THEN %(title)s
                     ELSE title END,
        evidence = CASE WHEN %(escalated)s OR %(refines)s AND {UNCLASSIFIED} THEN %(evidence)s
@@ -146,12 +149,12 @@ def record(
             " WHERE rule = %(rule)s AND scope = %(scope)s AND window_start = %(start)s",
             {**key, "severity": finding.severity, "evidence": Jsonb(evidence)},
         )
-        current = conn.execute(
-            "SELECT severity FROM anomalies WHERE id = %s FOR UPDATE", (anomaly_id,)
-        ).fetchone()[0]  # type: ignore[index]
+        current, cleared_at = conn.execute(
+            "SELECT severity, cleared_at FROM anomalies WHERE id = %s FOR UPDATE", (anomaly_id,)
+        ).fetchone()  # type: ignore[misc]
         if rank(finding.severity) <= rank(current):
             return "unchanged"
-        outcome = _extend(conn, anomaly_id, current, finding, evidence, start, end)
+        outcome = _extend(conn, anomaly_id, current, cleared_at, finding, evidence, start, end)
         if outcome == "escalated":
             enqueue(anomaly_id, outcome)
         return outcome
@@ -174,20 +177,28 @@ def record(
         conn.execute(OPENING, {"id": anomaly_id, "actor": ACTOR, "note": finding.title})
         enqueue(anomaly_id, "opened")
         return "opened"
-    anomaly_id, severity = incident[0], incident[1]
+    anomaly_id, severity, cleared_at = incident
     conn.execute(
         ADD_WINDOW,
         {**key, "id": anomaly_id, "severity": finding.severity, "evidence": Jsonb(evidence)},
     )
-    outcome = _extend(conn, anomaly_id, severity, finding, evidence, start, end)
+    outcome = _extend(conn, anomaly_id, severity, cleared_at, finding, evidence, start, end)
     if outcome == "escalated":
         enqueue(anomaly_id, outcome)
     return outcome
 
 
-def _extend(conn: Connection, anomaly_id: int, severity: str, finding: Finding,
-            evidence: dict, start: object, end: object) -> Outcome:  # fmt: skip
+def _extend(conn: Connection, anomaly_id: int, severity: str, cleared_at: datetime | None,
+            finding: Finding, evidence: dict, start: datetime,
+            end: datetime) -> Outcome:  # fmt: skip
     escalated = rank(finding.severity) > rank(severity)
+    if cleared_at is not None and start >= cleared_at:
+        # Back before anyone resolved it: the same incident, and its thread says so.
+        notifications.enqueue_notice(
+            conn, anomaly_id, "recurred", key=start.isoformat(),
+            payload={"at": start.isoformat(), "severity": higher(finding.severity, severity),
+                     "cleared_at": cleared_at.isoformat()},
+        )  # fmt: skip
     kind = finding.evidence.get("diagnosis", {}).get("classification")
     conn.execute(
         EXTEND_ANOMALY,

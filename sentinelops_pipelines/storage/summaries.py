@@ -34,7 +34,8 @@ SELECT {DAY} AS day, currency, sum(amount_sum) AS amount
 """
 
 # An anomaly belongs to the day its incident started in (event time, so a backfill tells the
-# same story); it is still open at the end of the day unless it was resolved by then.
+# same story); it is still open at the end of the day unless it was resolved by then. Silenced
+# (0012) and cleared (0013) are counted apart, next to these, never instead of them.
 NOT_DEMO = "NOT is_demo(evidence)"  # migration 0007
 STILL_OPEN = "(status <> 'resolved' OR resolved_at >= %(until)s)"
 ANOMALIES = f"""
@@ -42,7 +43,10 @@ SELECT severity,
        count(*) FILTER (WHERE window_start >= %(since)s) AS opened,
        count(*) FILTER (WHERE {STILL_OPEN}) AS still_open,
        count(*) FILTER (WHERE status = 'resolved'
-                          AND resolved_at >= %(since)s AND resolved_at < %(until)s) AS resolved
+                          AND resolved_at >= %(since)s AND resolved_at < %(until)s) AS resolved,
+       count(*) FILTER (WHERE window_start >= %(since)s AND silenced_by IS NOT NULL) AS silenced,
+       count(*) FILTER (WHERE cleared_at >= %(since)s AND cleared_at < %(until)s) AS cleared,
+       count(*) FILTER (WHERE cleared_at < %(until)s AND {STILL_OPEN}) AS cleared_still_open
   FROM anomalies
  WHERE window_start < %(until)s AND {NOT_DEMO}
  GROUP BY severity

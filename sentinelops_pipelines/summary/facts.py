@@ -26,6 +26,10 @@ CONTEXT_UNITS = {
     "minutes": ("window_minutes",),
     "days": ("average_window_days", "days_in_average"),
 }
+# Anomaly counts, each per severity and in total. `silenced`: opened during a silence (nothing
+# was posted while it lasted); `cleared`: stopped breaching during the day; `cleared_still_open`:
+# stopped breaching by the end of the day, but nobody has resolved them.
+ANOMALY_COUNTS = ("opened", "still_open", "resolved", "silenced", "cleared", "cleared_still_open")
 # Rollup column per fact name.
 METRICS = {
     "payments": "payments",
@@ -65,7 +69,7 @@ def build(
     open_by_rule: dict[str, int],
 ) -> dict[str, Any]:
     """`daily`: rollup sums per day (with `windows`); `revenue`: amount per currency per day;
-    `anomalies`: per severity, `opened`, `still_open` and `resolved` counts."""
+    `anomalies`: per severity, each of ANOMALY_COUNTS (a missing one counts 0)."""
     previous_day = day - timedelta(days=1)
     history = [
         daily[d]
@@ -145,7 +149,7 @@ def _revenue(
 
 def _anomalies(by_severity: dict[str, dict[str, int]], open_by_rule: dict[str, int]) -> dict:
     counts: dict[str, Any] = {}
-    for kind in ("opened", "still_open", "resolved"):
+    for kind in ANOMALY_COUNTS:
         per = {s: int(by_severity.get(s, {}).get(kind, 0)) for s in HIGHEST_FIRST}
         counts[kind] = {**per, "total": sum(per.values())}
     ranked = sorted(open_by_rule.items(), key=lambda item: (-item[1], item[0]))[:MAX_RULES]
@@ -190,7 +194,7 @@ def reportable(facts: dict[str, Any]) -> list[Series]:
         currency = str(row["currency"]).upper()
         found.append(_series(f"revenue:{currency}", f"money:{currency}", row))
     a = facts.get("anomalies", {})
-    counts = [v for kind in ("opened", "still_open", "resolved") for v in a.get(kind, {}).values()]
+    counts = [v for kind in ANOMALY_COUNTS for v in a.get(kind, {}).values()]
     counts += a.get("still_open_by_rule", {}).values()
     found.append(Series("anomalies", "count", tuple((None, Decimal(str(v))) for v in counts)))
     for unit, keys in CONTEXT_UNITS.items():

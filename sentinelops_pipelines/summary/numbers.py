@@ -77,7 +77,7 @@ SUBJECTS = tuple(
         (r"subscri\w*", "subscriptions_started subscriptions_cancelled"),
         (r"started|signups?", "subscriptions_started"),
         (r"cancel\w*|churn\w*", "subscriptions_cancelled"),
-        (r"anomal\w*|incidents?|rules?", "anomalies"),
+        (r"anomal\w*|incidents?|rules?|silenc\w*|cleared", "anomalies"),
     )
 )
 

@@ -67,9 +67,11 @@ def compose(facts: dict[str, Any]) -> Wording:
         failed = f", {rate['day']:.1f}% failed" if rate["day"] is not None else ""
         top = [format_major(r["day"], r["currency"]) for r in facts["revenue"][:3] if r["day"]]
         revenue = f"; revenue {', '.join(top)}" if top else ""
+        silenced = a["silenced"]["total"]
+        held = f" ({silenced} during a silence)" if silenced else ""
         overall = (
             f"{_plural(m['payments']['day'], 'payment', 'payments')} on {day}{failed}{revenue};"
-            f" {_plural(a['opened']['total'], 'anomaly', 'anomalies')} opened,"
+            f" {_plural(a['opened']['total'], 'anomaly', 'anomalies')} opened{held},"
             f" {a['still_open']['total']} still open at the end of the day."
         )
     highlights = [f"Payments: {num(m['payments']['day'])}{_vs(m['payments'], num)}"]
@@ -85,6 +87,11 @@ def compose(facts: dict[str, Any]) -> Wording:
     highlights.append(
         f"Anomalies: {a['opened']['total']} opened ({_by_severity(a['opened'])}),"
         f" {a['resolved']['total']} resolved, {a['still_open']['total']} still open"
+        + "".join(
+            f", {a[kind]['total']} {said}"
+            for kind, said in (("silenced", "found during a silence"), ("cleared", "cleared"))
+            if a[kind]["total"]
+        )
     )
     return Wording(overall=overall, highlights=highlights, watch=_watch(facts))
 
@@ -101,6 +108,16 @@ def _watch(facts: dict[str, Any]) -> list[str]:
         if count:
             watch.append(f"{_plural(count, severity + ' anomaly', severity + ' anomalies')}"
                          " still open")  # fmt: skip
+    cleared = a["cleared_still_open"]["total"]
+    if cleared:
+        # The condition stopped but nobody closed the incident: a fix nobody recorded, or a
+        # rule that no longer sees what it should.
+        watch.append(
+            f"{_plural(cleared, 'anomaly', 'anomalies')} cleared on"
+            + (" its own but is still open: resolve it" if cleared == 1
+               else " their own but are still open: resolve them")
+            + " or look why"
+        )  # fmt: skip
     if a["still_open_by_rule"]:
         rules = ", ".join(f"{rule} ({n})" for rule, n in a["still_open_by_rule"].items())
         watch.append(f"Open anomalies by rule: {rules}")

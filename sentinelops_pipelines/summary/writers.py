@@ -37,6 +37,9 @@ Rules:
   change its sign or a direction word that matches it ("-20.0%", "down 20.0%"); failure-rate
   changes are in points.
 - Plain text only: no links, no @-mentions, no Markdown, Slack or HTML formatting.
+- Anomaly counts: "silenced" opened during a silence (nothing was posted for them while it
+  lasted); "cleared" stopped breaching that day; "cleared_still_open" stopped breaching but
+  nobody resolved them: worth a watch line.
 - You may reword, reorder, merge and soften; stay calm and factual.
 Answer with one JSON object: {"overall": "one or two sentences", "highlights": ["short
 line", ...], "watch": ["what needs attention", ...]}. "watch" may be an empty list."""

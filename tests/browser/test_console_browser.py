@@ -370,3 +370,46 @@ class TestScreenshots:
             page.screenshot(path=screenshots / name, full_page=True, clip=top_of(page))
         finally:
             context.close()
+
+
+class TestSilences:
+    def test_silence_a_rule_from_its_incident_then_end_it_from_the_silences_page(
+        self, console: Console, context: BrowserContext
+    ):
+        reason = "Refund batch re-run by finance; expected."
+        anomaly_id = add_anomaly(console.database_url, "Refunds: 9 in 30 min", {"count": 9},
+                                 rule="refund_spike")  # fmt: skip
+        page = context.new_page()
+        try:
+            sign_in(page, console)
+            page.goto(console.url(f"/console/incidents/{anomaly_id}"))
+            page.get_by_label("Reason for silencing refund_spike (all)").fill(reason)
+            page.get_by_role("button", name="Silence this rule for 2 hours").click()
+
+            expect(page).to_have_url(re.compile(r"/console/silences\?created=\d+$"))
+            silence_id = int(page.url.rsplit("=", 1)[1])
+            expect(page.get_by_role("status")).to_have_text(f"Silence #{silence_id} created.")
+            expect(page.get_by_role("link", name="Silences")).to_have_attribute(
+                "aria-current", "page"
+            )
+            row = page.locator(f"#silence-{silence_id}")
+            for text in ("active", "refund_spike", "all", reason, f"console:{NAME}"):
+                expect(row).to_contain_text(text)
+
+            row.get_by_role("button", name="End now").click()
+            expect(page.get_by_role("status")).to_have_text(
+                f"Silence #{silence_id} ended: what it held is posted now."
+            )
+            row = page.locator(f"#silence-{silence_id}")
+            expect(row.locator(".silence-state")).to_have_text("expired")
+            expect(row.locator("td").nth(8)).to_have_text(f"console:{NAME}")  # ended by
+            expect(row.get_by_role("button")).to_have_count(0)
+            with psycopg.connect(console.database_url) as conn:
+                ended = conn.execute(
+                    "SELECT rule, scope, ended_by, ends_at <= now() FROM silences"
+                ).fetchall()
+            assert ended == [("refund_spike", "all", f"console:{NAME}", True)]
+        finally:
+            remove_anomaly(console.database_url, anomaly_id)
+            with psycopg.connect(console.database_url, autocommit=True) as conn:
+                conn.execute("DELETE FROM silences")

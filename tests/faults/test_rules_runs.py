@@ -47,7 +47,8 @@ def outcome(db: psycopg.Connection) -> dict[str, list[tuple]]:
     return {
         "anomalies": db.execute(
             "SELECT rule, scope, severity, status, window_start, window_end, title,"
-            " evidence->>'windows_breached' FROM anomalies ORDER BY rule, scope, window_start"
+            " evidence->>'windows_breached', cleared_at FROM anomalies"
+            " ORDER BY rule, scope, window_start"
         ).fetchall(),
         "windows": db.execute(
             "SELECT w.rule, w.scope, w.window_start, w.severity FROM anomaly_windows w"
@@ -102,16 +103,21 @@ def spike_lock(database_url: str):
 
 
 def expected_incidents(result: dict[str, list[tuple]]) -> None:
-    """One anomaly per incident, opened once, and one Slack alert: the spike's."""
+    """One anomaly per incident, opened once, and one Slack alert: the spike's (and, since it is
+    over, one notice that it cleared)."""
     assert [r[0] for r in result["anomalies"]] == ["dispute_spike", "payment_failure_spike"]
     assert [r[3] for r in result["anomalies"]] == ["open", "open"]
     assert result["history"] == [
         ("dispute_spike", None, "open"),
         ("payment_failure_spike", None, "open"),
     ]
-    assert [r[:2] for r in result["notifications"]] == [("payment_failure_spike", "opened")]
+    # The spike is over long before 08:00: it cleared, and its alert is followed by one notice.
+    assert [r[:2] for r in result["notifications"]] == [
+        ("payment_failure_spike", "cleared"),
+        ("payment_failure_spike", "opened"),
+    ]
     # Every breached window counted once, and the anomaly says how many there were.
-    for rule, *_, breached in result["anomalies"]:
+    for rule, *_, breached, _cleared in result["anomalies"]:
         assert int(breached) == sum(1 for w in result["windows"] if w[0] == rule)
 
 

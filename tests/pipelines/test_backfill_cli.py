@@ -1,5 +1,6 @@
 """The contract's command: `group:rules` over a 48-hour range is one run, finds what a stream
-injects, stays quiet on the rest, and a second run changes nothing."""
+injects and stays quiet on the rest. That a second run changes nothing is the same assets run
+again: tests/pipelines/test_rule_assets.py (in process, without a second CLI start-up)."""
 
 from __future__ import annotations
 
@@ -49,10 +50,6 @@ def test_a_48_hour_range_is_one_run_that_finds_the_injected_spikes(database_url,
     ]
     windows = db.execute("SELECT count(*) FROM window_metrics").fetchone()[0]
     assert windows == 576
-
-    before = db.execute("SELECT * FROM anomalies ORDER BY id").fetchall()
-    materialize_48_hours(database_url)
-    assert db.execute("SELECT * FROM anomalies ORDER BY id").fetchall() == before
 
 
 def test_the_schedule_asks_for_the_window_that_just_closed():

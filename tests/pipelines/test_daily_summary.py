@@ -36,9 +36,9 @@ def at(day: date, hour: int = 0) -> datetime:
 
 
 @pytest.fixture
-def week(db):
+def traffic(db):
     """Seven ordinary days, then DAY: every payment of every window failing, refunds and
-    disputes up, revenue down; and anomalies opened, resolved and left open around it."""
+    disputes up, revenue down."""
     with db.cursor() as cur:
         with cur.copy(f"COPY window_metrics ({WINDOW_COLUMNS}) FROM STDIN") as copy:
             for d in range(8):
@@ -61,18 +61,51 @@ def week(db):
                     copy.write_row(("usd", start, 5, 4000 if special else 5000, 1000, "evt_x", 1.0))
                     if special and w == 0:
                         copy.write_row(("eur", start, 1, 2500, 2500, "evt_y", 1.0))
-    for rule, severity, start, status, resolved, demo in (
-        ("payment_failure_spike", "high", at(DAY, 5), "open", None, False),
-        ("refund_spike", "medium", at(DAY, 1), "resolved", at(DAY, 3), False),
-        ("dispute_spike", "low", at(DAY - timedelta(days=2), 9), "acknowledged", None, False),
-        ("payment_failure_spike", "high", at(DAY, 7), "open", None, True),
-    ):
-        db.execute(
-            "INSERT INTO anomalies (rule, severity, status, title, window_start, window_end,"
-            " resolved_at, evidence) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
-            (rule, severity, status, f"{rule} ({severity})", start, start + timedelta(minutes=5),
-             resolved, json.dumps({"_demo": True} if demo else {})),
-        )  # fmt: skip
+
+
+def incident(
+    db,
+    rule: str,
+    severity: str,
+    start: datetime,
+    status: str = "open",
+    resolved: datetime | None = None,
+    demo: bool = False,
+    silenced_by: int | None = None,
+    cleared_at: datetime | None = None,
+) -> None:
+    db.execute(
+        "INSERT INTO anomalies (rule, severity, status, title, window_start, window_end,"
+        " resolved_at, evidence, silenced_by, cleared_at)"
+        " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+        (rule, severity, status, f"{rule} ({severity})", start, start + timedelta(minutes=5),
+         resolved, json.dumps({"_demo": True} if demo else {}), silenced_by, cleared_at),
+    )  # fmt: skip
+
+
+@pytest.fixture
+def week(db, traffic):
+    """The traffic, and anomalies opened, resolved and left open around DAY."""
+    incident(db, "payment_failure_spike", "high", at(DAY, 5))
+    incident(db, "refund_spike", "medium", at(DAY, 1), "resolved", at(DAY, 3))
+    incident(db, "dispute_spike", "low", at(DAY - timedelta(days=2), 9), "acknowledged")
+    incident(db, "payment_failure_spike", "high", at(DAY, 7), demo=True)
+
+
+@pytest.fixture
+def held(db, traffic):
+    """DAY's incidents: an ordinary one, one found during a planned maintenance's silence, one
+    that cleared on its own and is still open, and one that cleared and was resolved."""
+    (silence,) = db.execute(
+        "INSERT INTO silences (rule, starts_at, ends_at, reason, created_by)"
+        " VALUES ('refund_spike', %s, %s, 'card network maintenance', 'api:alice') RETURNING id",
+        (at(DAY, 9), at(DAY, 12)),
+    ).fetchone()
+    incident(db, "payment_failure_spike", "high", at(DAY, 5))
+    incident(db, "refund_spike", "medium", at(DAY, 10), silenced_by=silence)
+    incident(db, "dispute_spike", "low", at(DAY, 2), cleared_at=at(DAY, 3))
+    incident(db, "churn_spike", "high", at(DAY, 14), "resolved", at(DAY, 16),
+             cleared_at=at(DAY, 15))  # fmt: skip
 
 
 def summarise(url: str, writer: SummaryWriter, slack_url: str, day: date = DAY):
@@ -158,6 +191,49 @@ class TestDeterministicSummary:
                                               retry_backoff_seconds=0)},
         )  # fmt: skip
         assert len(slack_server.accepted) == 1 and stored(db)["delivered_at"] is not None
+
+
+class TestSilencedAndClearedIncidents:
+    """Counted apart from opened / still open / resolved, said by the deterministic wording,
+    and figures the AI may use."""
+
+    def test_counted_apart_and_said(self, database_url, db, held, slack_server):
+        assert summarise(database_url, TemplateSummary(), slack_server.url).success
+
+        s = stored(db)
+        a = s["facts"]["anomalies"]
+        assert [a[k]["total"] for k in ("opened", "still_open", "resolved")] == [4, 3, 1]
+        assert a["silenced"] == {"high": 0, "medium": 1, "low": 0, "total": 1}
+        assert (a["cleared"]["total"], a["cleared_still_open"]) == (
+            2, {"high": 0, "medium": 0, "low": 1, "total": 1})  # fmt: skip
+        assert "4 anomalies opened (1 during a silence), 3 still open" in s["overall"]
+        assert ("Anomalies: 4 opened (2 high, 1 medium, 1 low), 1 resolved, 3 still open,"
+                " 1 found during a silence, 2 cleared") in s["highlights"]  # fmt: skip
+        # The resolved one cleared too, but nobody has to act on it.
+        assert [w for w in s["watch"] if "cleared" in w] == [
+            "1 anomaly cleared on its own but is still open: resolve it or look why"
+        ]
+        assert unknown_numbers(s["text"], s["facts"]) == []
+
+    def test_the_ai_may_word_them(self, database_url, db, held, slack_server):
+        overall = "4 incidents opened on 2026-03-09, one of them during a silence; 3 still open."
+        watch = ["One incident cleared on its own but is still open: resolve it or look why."]
+        content = {
+            "overall": overall,
+            "watch": watch,
+            "highlights": ["Two incidents cleared on their own, 1 was resolved."],
+        }
+        with ScriptedServer(Reply(200, completion(json.dumps(content)))) as ai:
+            writer = OpenAISummary(api_key="sk-test-key", base_url=f"{ai.url}/v1", model="gpt-test")
+            assert summarise(database_url, writer, slack_server.url).success
+
+        s = stored(db)
+        assert (s["used_ai"], s["ai_error"], s["overall"], s["watch"]) == (
+            True, None, overall, watch)  # fmt: skip
+        (sent,) = ai.received
+        facts = json.loads(next(m["content"] for m in sent.json()["messages"]
+                                if m["role"] == "user"))  # fmt: skip
+        assert facts["anomalies"]["cleared_still_open"]["total"] == 1
 
 
 def completion(content: str) -> dict:

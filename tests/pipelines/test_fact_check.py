@@ -23,6 +23,11 @@ BAD = ORDINARY | {"payments_failed": 216, "refunds": 6, "disputes": 3}
 ANOMALIES = {"high": {"opened": 1, "still_open": 1}, "medium": {"opened": 1, "resolved": 1},
              "low": {"still_open": 1}}  # fmt: skip
 RULES = {"dispute_spike": 1, "payment_failure_spike": 1}
+# A busy day: 5 incidents found during a silence, 6 cleared, 4 of them still open; no other
+# anomaly count is 4, 5 or 6, so only the new counts can vouch for those numbers.
+HELD = {"high": {"opened": 7, "still_open": 7, "silenced": 5, "cleared": 6,
+                 "cleared_still_open": 4},
+        "medium": {"opened": 1, "resolved": 2}}  # fmt: skip
 
 
 def day_facts(
@@ -31,15 +36,17 @@ def day_facts(
     revenue: dict | None = None,
     revenue_before: dict | None = None,
     open_by_rule: dict = RULES,
+    anomalies: dict = ANOMALIES,
 ) -> dict:
     before = [DAY - timedelta(days=k) for k in range(1, history + 1)]
     daily = {d: ORDINARY for d in before} | ({DAY: today} if today else {})
     amounts = {d: revenue_before or {"usd": 1_440_000} for d in before}
     amounts[DAY] = {"usd": 1_152_000, "eur": 2500} if revenue is None else revenue
-    return facts.build(DAY, daily, amounts, ANOMALIES, open_by_rule)
+    return facts.build(DAY, daily, amounts, anomalies, open_by_rule)
 
 
 FACTS = day_facts()
+HELD_FACTS = day_facts(anomalies=HELD, open_by_rule={"payment_failure_spike": 7})
 
 
 def test_the_facts_are_the_day_described():
@@ -76,6 +83,7 @@ class TestTheTemplatePasses:
                 day_facts(open_by_rule={"spike_5m": 2, "refund_spike_v2": 1}),
                 id="digits_in_rule_names_are_names",
             ),  # fmt: skip
+            pytest.param(HELD_FACTS, id="silenced_and_cleared_incidents"),
         ],
     )
     def test_every_line_checks_out(self, day):
@@ -87,6 +95,42 @@ class TestTheTemplatePasses:
 
 NOT_A_FACT, WRONG_DIRECTION = "not_a_fact", "wrong_direction"
 LINK, MENTION, MARKUP = "ai_refused_link", "ai_refused_mention", "ai_refused_markup"
+
+
+class TestSilencedAndCleared:
+    """Incidents found during a silence and incidents that cleared on their own are counted
+    apart; the wording names them and the check vouches for those counts only."""
+
+    def test_counted_apart_from_opened_and_still_open(self):
+        a = HELD_FACTS["anomalies"]
+        assert (a["opened"]["total"], a["still_open"]["total"], a["resolved"]["total"]) == (8, 7, 2)
+        assert (a["silenced"], a["cleared"]["total"], a["cleared_still_open"]["total"]) == (
+            {"high": 5, "medium": 0, "low": 0, "total": 5}, 6, 4)  # fmt: skip
+
+    def test_the_template_says_them(self):
+        wording = template.compose(HELD_FACTS)
+        assert "8 anomalies opened (5 during a silence), 7 still open" in wording.overall
+        assert wording.highlights[-1].endswith(", 5 found during a silence, 6 cleared")
+        assert ("4 anomalies cleared on their own but are still open: resolve them or look why"
+                in wording.watch)  # fmt: skip
+
+    @pytest.mark.parametrize(
+        "text",
+        [
+            pytest.param("5 incidents were found during a silence.", id="silenced"),
+            pytest.param("Six incidents cleared on their own.", id="cleared"),
+            pytest.param("4 cleared incidents are still open.", id="cleared_still_open"),
+        ],
+    )
+    def test_only_the_new_counts_vouch_for_them(self, text):
+        assert check(text, HELD_FACTS) == []
+        without = {k: v for k, v in HELD_FACTS["anomalies"].items()
+                   if k not in ("silenced", "cleared", "cleared_still_open")}  # fmt: skip
+        assert [m.reason for m in check(text, HELD_FACTS | {"anomalies": without})] == [NOT_A_FACT]
+
+    def test_a_miscounted_silence_is_found(self):
+        found = check("3 incidents were silenced.", HELD_FACTS)
+        assert [(m.written, m.reason) for m in found] == [("3", NOT_A_FACT)]
 
 
 class TestEachFigureAgainstTheFactItClaims:

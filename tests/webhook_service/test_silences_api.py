@@ -103,6 +103,7 @@ class TestCreate:
                 id="starts in the past",
             ),
             pytest.param({"rule": "r", "reason": ""}, "reason", id="empty reason"),
+            pytest.param({"rule": "r", "reason": " \t\n"}, "reason must say", id="blank reason"),
             pytest.param({"rule": "r", "reason": "r" * 501}, "reason", id="reason too long"),
             pytest.param({"rule": "r", "ends_at": None}, "ends_at", id="no end"),
             pytest.param({"rule": "r", "extra": 1}, "extra", id="unknown field"),

@@ -11,7 +11,7 @@ from sentinelops.slack import outbox
 
 COLUMNS = sql.SQL(
     "id, rule, scope, severity, status, title, window_start, window_end, detected_at,"
-    " updated_at, acknowledged_at, resolved_at, found_late, silenced_by, evidence"
+    " updated_at, acknowledged_at, resolved_at, cleared_at, found_late, silenced_by, evidence"
 )
 RANK = sql.SQL("severity_rank(severity)")
 UNRESOLVED = sql.SQL("(status <> 'resolved')::int")

@@ -25,6 +25,11 @@ class Anomaly(UTCModel):
     updated_at: datetime
     acknowledged_at: datetime | None
     resolved_at: datetime | None
+    cleared_at: datetime | None = Field(
+        description="when the condition stopped (the end of its last breaching window), set once"
+        " its rule has not breached for a quiet gap of closed windows; null while it lasts or"
+        " since it came back. The status does not change: people still resolve"
+    )
     found_late: bool = Field(
         description="found long after its window ended (a catch-up after downtime, imported"
         " history): listed in one catch-up message instead of posted on its own"

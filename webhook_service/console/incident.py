@@ -1,5 +1,6 @@
 """One incident: what fired, the chart of its metric, the evidence as a table, the status
-history, and the Acknowledge / Resolve / Reopen forms (the same lifecycle service as the API)."""
+history, the Acknowledge / Resolve / Reopen forms (the same lifecycle service as the API), and
+the form that silences its rule for a while (posted to console/silences.py)."""
 
 from __future__ import annotations
 
@@ -30,13 +31,14 @@ NOTE_LIMIT = 2000
 # Shown elsewhere on the page (the chart, the sample events) or only in the raw JSON.
 NOT_IN_TABLE = {"rule_definition", "chart", "sample_event_ids"}
 ACTIONS = {Status.ACKNOWLEDGED: "Acknowledge", Status.RESOLVED: "Resolve", Status.OPEN: "Reopen"}
+SILENCE_FOR = timedelta(hours=2)  # the incident page's "Silence this rule" (console/silences.py)
 
 
 @router.get("/console/incidents/{anomaly_id}")
 async def incident_page(
     request: Request, pool: PoolDep, anomaly_id: AnomalyId, who: Annotated[Viewer, Depends(viewer)]
 ) -> Response:
-    return await _render(request, pool, anomaly_id, who)
+    return await render(request, pool, anomaly_id, who)
 
 
 @router.get("/console/incidents/{anomaly_id}.json")
@@ -58,23 +60,23 @@ async def change_status(
     try:
         target = Status(fields.get("status", ""))
     except ValueError:
-        return await _render(request, pool, anomaly_id, Viewer(session),
-                             "Choose acknowledge, resolve or reopen.", 422)  # fmt: skip
+        return await render(request, pool, anomaly_id, Viewer(session),
+                            "Choose acknowledge, resolve or reopen.", 422)  # fmt: skip
     if note is not None and (len(note) > NOTE_LIMIT or "\x00" in note):
-        return await _render(request, pool, anomaly_id, Viewer(session),
-                             f"A note holds at most {NOTE_LIMIT} characters.", 422)  # fmt: skip
+        return await render(request, pool, anomaly_id, Viewer(session),
+                            f"A note holds at most {NOTE_LIMIT} characters.", 422)  # fmt: skip
     try:
         await service.transition(pool, anomaly_id, target, session.actor, note)
     except InvalidTransition as exc:
         # Someone else moved it first (another tab, a colleague, Slack): say so on the page.
-        return await _render(request, pool, anomaly_id, Viewer(session), exc.message, 409)
+        return await render(request, pool, anomaly_id, Viewer(session), exc.message, 409)
     # After the redirect is sent: the incident's Slack message shows the change (nudge.py).
     background.add_task(nudge, request.app.state.settings, anomaly_id)
     # Post/redirect/get: a reload does not send the form again.
     return RedirectResponse(f"/console/incidents/{anomaly_id}?done={target}", status_code=303)
 
 
-async def _render(
+async def render(
     request: Request,
     pool: PoolDep,
     anomaly_id: int,
@@ -100,6 +102,7 @@ async def _render(
         "links": links(anomaly, settings.dagster_url),
         "samples": anomaly["evidence"].get("sample_event_ids") or [],
         "now": now,
+        "silence_hours": int(SILENCE_FOR.total_seconds() // 3600),
     }
     return page(request, "incident.html", context, status_code)
 

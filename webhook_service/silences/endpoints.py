@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, BackgroundTasks, Depends, Path, Query
 
+from sentinelops.settings import Settings
 from webhook_service.deps import PoolDep, SettingsDep, WriterDep, require_read
 from webhook_service.schemas import ErrorBody
 from webhook_service.silences import service
@@ -56,8 +57,13 @@ async def end_silence(
     silence_id: SilenceId,
 ) -> Silence:
     row, released = await service.end(pool, silence_id, caller.actor)
-    # After the answer: post what the silence held now rather than at the next alerts run.
-    # Sequential and best effort (nudge.py); a row not nudged stays due for the alerts job.
+    nudge_released(background, settings, released)
+    return Silence(**row)
+
+
+def nudge_released(background: BackgroundTasks, settings: Settings, released: list[int]) -> None:
+    """After the answer: post what an ended silence held now rather than at the next alerts
+    run. Sequential and best effort (nudge.py); a row not nudged stays due for the alerts job.
+    The console's "End now" calls it too."""
     for anomaly_id in released:
         background.add_task(nudge, settings, anomaly_id)
-    return Silence(**row)

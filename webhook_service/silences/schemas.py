@@ -54,6 +54,8 @@ class NewSilence(BaseModel):
 
     @model_validator(mode="after")
     def _window(self) -> Self:
+        if not self.reason.strip():
+            raise _refuse("reason must say something: it tells the others why this is quiet")
         if self.rule is None and self.scope is None:
             raise _refuse("a silence needs a rule, a scope or both")
         now = datetime.now(UTC)
