@@ -79,6 +79,14 @@ def webhook_posts(recorder: Recorder) -> list[dict[str, str]]:
     return [h for method, path, h in recorder.requests if path == "/api/v1/webhooks/stripe"]
 
 
+def app_mode(database_url: str, home: Path, slack: FakeSlack) -> Settings:
+    """demo_settings with the Slack app pointed at `slack`."""
+    return make_settings(
+        database_url, home, STRIPE_WEBHOOK_SECRET="", SENTINELOPS_API_TOKEN="",
+        SLACK_BOT_TOKEN="xoxb-demo", SLACK_CHANNEL_ID=CHANNEL, SLACK_API_URL=slack.url,
+    )  # fmt: skip
+
+
 def test_demo_traffic_becomes_a_high_failure_spike_with_curl_lines(
     settings, demo_settings, db, capsys
 ):
@@ -103,10 +111,7 @@ def test_in_slack_app_mode_the_demo_posts_one_message_per_incident(
     settings, database_url, home, db, capsys
 ):
     with FakeSlack() as slack, live_server(settings) as api:
-        app = make_settings(
-            database_url, home, STRIPE_WEBHOOK_SECRET="", SENTINELOPS_API_TOKEN="",
-            SLACK_BOT_TOKEN="xoxb-demo", SLACK_CHANNEL_ID=CHANNEL, SLACK_API_URL=slack.url,
-        )  # fmt: skip
+        app = app_mode(database_url, home, slack)
         assert run_demo(app, api) == 0
         assert run_demo(app, api) == 0  # a second demo extends the incident: no new message
     (anomaly_id,) = db.execute("SELECT id FROM anomalies").fetchone()
@@ -382,10 +387,7 @@ def test_once_the_demo_spike_is_over_its_thread_says_cleared(
     by one as they close, and the demo's incident cleared in its own thread once a quiet gap of
     them passed (the clock moved on with `now`: the spike ended at the last closed window)."""
     with FakeSlack() as slack, live_server(settings) as api:
-        app = make_settings(
-            database_url, home, STRIPE_WEBHOOK_SECRET="", SENTINELOPS_API_TOKEN="",
-            SLACK_BOT_TOKEN="xoxb-demo", SLACK_CHANNEL_ID=CHANNEL, SLACK_API_URL=slack.url,
-        )  # fmt: skip
+        app = app_mode(database_url, home, slack)
         assert run_demo(app, api) == 0
         (window,) = db.execute("SELECT window_end FROM anomalies").fetchone()
         book, cleared = load_rules(), 0

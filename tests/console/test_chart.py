@@ -8,7 +8,6 @@ from datetime import timedelta
 
 from psycopg.types.json import Jsonb
 
-from tests.console.test_incidents import console  # noqa: F401 (fixture)
 from tests.webhook_service.test_anomalies_api import T0, add_anomaly
 
 
@@ -40,7 +39,7 @@ def incident(db, hours: int) -> int:
     return anomaly_id
 
 
-def test_each_window_of_the_range_is_a_point(console, db):  # noqa: F811
+def test_each_window_of_the_range_is_a_point(console, db):
     anomaly_id = incident(db, hours=1)
     # 6 h before the incident, 1 h of it, 6 h after: 13 h of windows, and some outside the range.
     store_readings(db, T0 - timedelta(hours=8), windows=18 * 12, spike_at=8 * 12 + 3)
@@ -51,7 +50,7 @@ def test_each_window_of_the_range_is_a_point(console, db):  # noqa: F811
     assert 'class="bound"' in html and 'class="expected"' in html and 'class="shade"' in html
 
 
-def test_a_long_incident_is_bucketed_and_still_shows_what_fired(console, db):  # noqa: F811
+def test_a_long_incident_is_bucketed_and_still_shows_what_fired(console, db):
     anomaly_id = incident(db, hours=72)
     store_readings(db, T0 - timedelta(hours=6), windows=84 * 12, spike_at=40 * 12 + 7)
     points, over = chart_of(console.get(f"/console/incidents/{anomaly_id}").text)
@@ -59,7 +58,7 @@ def test_a_long_incident_is_bucketed_and_still_shows_what_fired(console, db):  #
     assert len(over) == 1 and ": 40.0 (" in over[0]
 
 
-def test_no_readings_says_how_to_get_them(console, db):  # noqa: F811
+def test_no_readings_says_how_to_get_them(console, db):
     anomaly_id = incident(db, hours=1)
     html = console.get(f"/console/incidents/{anomaly_id}").text
     assert "data-points" not in html and "re-run the rule assets" in html

@@ -9,19 +9,11 @@ import pytest
 from fastapi.testclient import TestClient
 
 from tests.conftest import make_settings
-from tests.support import TOKEN, auth
+from tests.support import auth
 from tests.webhook_service.test_anomalies_api import add_anomaly
 from webhook_service.main import create_app
 
 MARKUP = '<script>alert("x")</script><b>bold</b>'
-
-
-@pytest.fixture
-def console(database_url, tmp_path):
-    settings = make_settings(database_url, tmp_path, SENTINELOPS_API_TOKEN=f"alice={TOKEN}")
-    with TestClient(create_app(settings)) as client:
-        client.post("/console/sign-in", data={"token": TOKEN, "next": "/console"})
-        yield client
 
 
 def csrf_of(html: str) -> str:

@@ -12,21 +12,12 @@ from fastapi.testclient import TestClient
 from sentinelops.slack.silences import held_error
 from tests.conftest import make_settings
 from tests.console.test_incidents import csrf_of
-from tests.support import TOKEN, auth
+from tests.support import auth
 from tests.webhook_service.test_anomalies_api import add_anomaly
 from tests.webhook_service.test_silences_api import add_silence
 from webhook_service.main import create_app
 
 REASON = "processor maintenance until 16:00"
-
-
-@pytest.fixture
-def console(database_url, tmp_path):
-    """Signed in as alice (actor `console:alice`), as in test_incidents.py."""
-    settings = make_settings(database_url, tmp_path, SENTINELOPS_API_TOKEN=f"alice={TOKEN}")
-    with TestClient(create_app(settings)) as client:
-        client.post("/console/sign-in", data={"token": TOKEN, "next": "/console"})
-        yield client
 
 
 def silence_from(client, anomaly_id, reason=REASON, csrf=None, **headers):
