@@ -64,13 +64,15 @@ def evaluate_range(
         return diagnosis_sql.diagnosed(conn, finding, enabled[finding.rule])
 
     result = Evaluated(len(windows))
+    late_after = timedelta(minutes=book.found_late_after_minutes)
     announced: list[tuple[int, str]] = []
     for finding in anomaly_sql.in_lock_order(findings):
-        outcome = anomaly_sql.record(conn, finding, gap, notify_from, announced, diagnose)
+        outcome = anomaly_sql.record(
+            conn, finding, gap, notify_from, announced, diagnose, late_after=late_after
+        )
         result.outcomes[outcome] += 1
         if outcome != "unchanged":
             result.by_rule[f"{finding.rule}:{outcome}"] += 1
-    late_after = timedelta(minutes=book.found_late_after_minutes)
     result.found_late = catch_up.announce(conn, announced, notify_from, late_after)
     result.readings = readings_sql.write(
         conn,
@@ -80,5 +82,6 @@ def evaluate_range(
     metrics_sql.mark_evaluated(conn, snapshots)
     # With these windows judged, incidents quiet for a whole gap are cleared (any of them: an
     # incident of another range may have been waiting for exactly these windows).
-    result.cleared = len(clearing.clear_quiet(conn, gap, now))
+    judged = [name for name, rule in enabled.items() if rule.kind != "gap"]  # reconciliation's
+    result.cleared = len(clearing.clear_quiet(conn, gap, judged, now))
     return result

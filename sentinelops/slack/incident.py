@@ -84,9 +84,9 @@ def reply_text(kind: str, severity: str, change: dict | None) -> str:
     payload; an escalation's is just {"at": ...})."""
     change = change or {}
     if kind == "cleared":
-        return f":large_green_circle: {cleared_text(change).capitalize()}"
+        return f":large_green_circle: {_first_up(cleared_text(change))}"
     if kind == "recurred":
-        return f":rotating_light: {recurred_text(change).capitalize()}"
+        return f":rotating_light: {_first_up(recurred_text(change))}"
     if kind == "escalated":
         return f":arrow_up: Escalated to *{severity.upper()}* at {when(change.get('at'))}"
     icon, verb = CHANGE_WORDS.get(kind, ("", kind.capitalize()))
@@ -98,6 +98,11 @@ def reply_text(kind: str, severity: str, change: dict | None) -> str:
 
 def _number(value: object) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _first_up(text: str) -> str:
+    """The first letter upper-cased, the rest as it is (str.capitalize lowers "UTC", "USD")."""
+    return text[:1].upper() + text[1:]
 
 
 def cleared_text(notice: dict) -> str:

@@ -96,8 +96,15 @@ def mark_silenced(conn: Connection, row: dict, silence_id: int) -> None:
 def superseded(row: dict) -> str | None:
     """Why an escalation of an incident found during a silence need not go out: the incident
     was announced after the escalation was queued (the post after the silence showed its
-    current severity), so it would say it twice."""
+    current severity), so it would say it twice. Nor a return a silence held when the
+    incident has cleared again since (its cleared notice went out meanwhile): "back" after
+    "cleared" would tell the opposite of what is true."""
     anomaly = row.get("anomaly") or {}
+    if row["kind"] == "recurred":
+        cleared, back = anomaly.get("cleared_at"), (row.get("payload") or {}).get("at")
+        if cleared is not None and back and cleared > datetime.fromisoformat(back):
+            return "cleared again since it came back"
+        return None
     announced = anomaly.get("announced_at")
     found_silenced = anomaly.get("silenced_by") is not None
     if (

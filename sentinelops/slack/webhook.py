@@ -58,8 +58,11 @@ class IncomingWebhook:
         anomaly = row.get("anomaly")
         if anomaly and row["kind"] in ANNOUNCEMENTS and anomaly["status"] != "open":
             return f"anomaly {anomaly['status']} before the alert went out"
-        if anomaly and row["kind"] in NOTICES and anomaly["status"] == "resolved":
-            return "anomaly resolved before the notice went out"
+        if anomaly and row["kind"] in NOTICES:
+            if anomaly.get("announced_at") is None:  # its alert failed, or was skipped
+                return "its alert never went out"
+            if anomaly["status"] == "resolved":
+                return "anomaly resolved before the notice went out"
         return None
 
     def send(self, conn: Connection, row: dict) -> PostResult:

@@ -10,7 +10,7 @@ concurrent runs queue instead of racing.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 from psycopg import Connection
@@ -62,7 +62,7 @@ UPDATE anomalies
        severity = %(severity)s,
        -- A breach after the incident cleared brings it back (a late verdict on a window
        -- before that moment does not).
-       cleared_at = CASE WHEN %(start)s >= cleared_at THEN NULL ELSE cleared_at END,
+       cleared_at = CASE WHEN %(end)s > cleared_at THEN NULL ELSE cleared_at END,
        title = CASE WHEN %(escalated)s OR %(refines)s AND {UNCLASSIFIED} THEN %(title)s
                     ELSE title END,
        evidence = CASE WHEN %(escalated)s OR %(refines)s AND {UNCLASSIFIED} THEN %(evidence)s
@@ -108,6 +108,7 @@ def record(
     alert_min_severity: str = "medium",
     announce: list[tuple[int, str]] | None = None,
     diagnose: Callable[[Finding], Finding] | None = None,
+    late_after: timedelta | None = None,
 ) -> Outcome:
     """Write one finding; the caller's transaction commits it, with the Slack notification an
     opening at or above `alert_min_severity`, or any escalation, enqueues (never for a demo).
@@ -115,7 +116,9 @@ def record(
     With `announce`, each opening or escalation is appended to it as (anomaly id, outcome)
     instead, for the caller to announce once it knows how the incident ends up (catch_up.py).
     `diagnose` (and the sample events) run only for a finding that will be written: a window
-    already recorded at this severity or worse is left at once."""
+    already recorded at this severity or worse is left at once. A breach after the incident
+    cleared brings it back, said in its thread unless the breach ended more than `late_after`
+    ago (history, not news: the catch-up's rule)."""
 
     def enqueue(anomaly_id: int, kind: notifications.Kind) -> None:
         if announce is not None:
@@ -154,7 +157,8 @@ def record(
         ).fetchone()  # type: ignore[misc]
         if rank(finding.severity) <= rank(current):
             return "unchanged"
-        outcome = _extend(conn, anomaly_id, current, cleared_at, finding, evidence, start, end)
+        outcome = _extend(conn, anomaly_id, current, cleared_at, finding, evidence, start, end,
+                          late_after)  # fmt: skip
         if outcome == "escalated":
             enqueue(anomaly_id, outcome)
         return outcome
@@ -182,17 +186,19 @@ def record(
         ADD_WINDOW,
         {**key, "id": anomaly_id, "severity": finding.severity, "evidence": Jsonb(evidence)},
     )
-    outcome = _extend(conn, anomaly_id, severity, cleared_at, finding, evidence, start, end)
+    outcome = _extend(conn, anomaly_id, severity, cleared_at, finding, evidence, start, end,
+                      late_after)  # fmt: skip
     if outcome == "escalated":
         enqueue(anomaly_id, outcome)
     return outcome
 
 
 def _extend(conn: Connection, anomaly_id: int, severity: str, cleared_at: datetime | None,
-            finding: Finding, evidence: dict, start: datetime,
-            end: datetime) -> Outcome:  # fmt: skip
+            finding: Finding, evidence: dict, start: datetime, end: datetime,
+            late_after: timedelta | None = None) -> Outcome:  # fmt: skip
     escalated = rank(finding.severity) > rank(severity)
-    if cleared_at is not None and start >= cleared_at:
+    news = late_after is None or end >= datetime.now(UTC) - late_after
+    if cleared_at is not None and end > cleared_at and news:
         # Back before anyone resolved it: the same incident, and its thread says so.
         notifications.enqueue_notice(
             conn, anomaly_id, "recurred", key=start.isoformat(),

@@ -1,10 +1,12 @@
 """Clearing: an incident whose rule has not breached for a whole quiet gap gets `cleared_at`.
 
-Decided on closed windows only, and only on windows the rules judged with every event they hold
-(evaluated, and not rolled up again since): a window still open, never evaluated, or stale
-(a late event arrived) keeps the incident uncleared until it is. Any breach in those windows
-would have joined the incident and moved its end, so "no breach for the gap" is "every window of
-the gap after its end judged". `cleared_at` is that end: when the condition stopped.
+Decided on closed windows only, and only on windows the rules judged with every event they hold:
+a window still open, never evaluated, or stale (a late event arrived, rolled up or not yet)
+keeps the incident uncleared until it is. Only the rules the window pass judges clear this way:
+a webhook_gap (reconciliation's) or a disabled rule's incident is never judged here. Any breach
+in those windows would have joined the incident and moved its end, so "no breach for the gap"
+is "every window of the gap after its end judged". `cleared_at` is that end: when the condition
+stopped.
 
 The status does not change: people still resolve. An incident that clears queues one 'cleared'
 notice (its Slack message and thread, or one short webhook message) if its alert was posted or
@@ -15,31 +17,39 @@ of the gap: "failed payments in 5 min back to 0". One statement for any number o
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from psycopg import Connection
 
 from sentinelops.slack.outbox import WAS_ANNOUNCED
-from sentinelops.windows import STEP
-
-GAP = f"greatest(%(gap)s, {STEP})"  # a gap of 0 still needs the next window judged
+from sentinelops.windows import STEP, WINDOW
 
 # The windows of the gap start at the incident's end (ends are 5-minute aligned). The conditions
 # sit in the UPDATE's own WHERE, so a run that extended the incident meanwhile is seen when the
-# row lock is granted (PostgreSQL re-checks them on the newer row). A window evaluated under the
-# very snapshot it was rolled up with is fresh without asking snapshot_covers().
+# row lock is granted (PostgreSQL re-checks them on the newer row). A window is judged with
+# every event it holds when it was evaluated under what it was rolled up with (the very same
+# snapshot needs no snapshot_covers()), and no event stored since (a late delivery, an import;
+# only those past the coverage frontier can be) is missing from that evaluation.
 CLEAR = f"""
 WITH cleared AS (
     UPDATE anomalies a SET cleared_at = a.window_end, updated_at = now()
-     WHERE a.cleared_at IS NULL AND a.status <> 'resolved'
-       AND a.window_end <= coalesce(%(now)s::timestamptz, now()) - {GAP}
+     WHERE a.cleared_at IS NULL AND a.status <> 'resolved' AND a.rule = ANY(%(rules)s)
+       AND a.window_end <= coalesce(%(now)s::timestamptz, now()) - %(gap)s
        AND NOT EXISTS (
-           SELECT FROM generate_series(a.window_end, a.window_end + {GAP} - {STEP}, {STEP})
+           SELECT FROM generate_series(a.window_end, a.window_end + %(gap)s - {STEP}, {STEP})
                 AS w(start)
              LEFT JOIN window_metrics m ON m.window_start = w.start
             WHERE m.evaluated_snapshot IS NULL
                OR NOT (m.evaluated_snapshot::text = m.rolled_snapshot::text
-                       OR snapshot_covers(m.evaluated_snapshot, m.rolled_snapshot)))
+                       OR snapshot_covers(m.evaluated_snapshot, m.rolled_snapshot))
+               OR EXISTS (
+                  SELECT FROM stripe_events e
+                   WHERE e.ingest_xid >= coalesce((SELECT scanned_xid FROM coverage_state), 0)
+                     AND e.created >= w.start AND e.created < w.start + {STEP}
+                     AND NOT pg_visible_in_snapshot(e.ingest_xid::text::xid8,
+                                                    m.evaluated_snapshot)))
     RETURNING a.*
 ),
 queued AS (
@@ -54,7 +64,7 @@ queued AS (
            SELECT label, observed, expected, bound, window_start FROM rule_readings
             WHERE rule = a.rule AND scope = coalesce(a.evidence #>> '{{chart,scope}}', 'all')
               AND measure = a.evidence #>> '{{chart,measure}}'
-              AND window_start >= a.cleared_at AND window_start < a.cleared_at + {GAP}
+              AND window_start >= a.cleared_at AND window_start < a.cleared_at + %(gap)s
             ORDER BY window_start DESC LIMIT 1) r ON true
      WHERE {WAS_ANNOUNCED}
     ON CONFLICT (channel, dedupe_key) WHERE dedupe_key IS NOT NULL DO NOTHING
@@ -63,9 +73,17 @@ SELECT id FROM cleared ORDER BY id
 """
 
 
-def clear_quiet(conn: Connection, quiet_gap: timedelta, now: datetime | None = None) -> list[int]:
-    """Mark every incident that has been quiet for `quiet_gap` as cleared, in the caller's
-    transaction, with its notice queued; the ids cleared. `now` (the database's clock when
-    None) says which windows are closed."""
-    rows = conn.execute(CLEAR, {"gap": quiet_gap, "now": now}).fetchall()
-    return [row[0] for row in rows]
+def quiet_windows(quiet_gap: timedelta) -> timedelta:
+    """The gap as whole windows, at least one: a breach in any window starting within the gap
+    after an incident's end would join it (storage/anomalies.py), so each must be judged."""
+    return WINDOW * max(1, math.ceil(quiet_gap / WINDOW))
+
+
+def clear_quiet(
+    conn: Connection, quiet_gap: timedelta, rules: Sequence[str], now: datetime | None = None
+) -> list[int]:
+    """Mark every incident of `rules` (those the window pass judges) that has been quiet for
+    `quiet_gap` as cleared, in the caller's transaction, with its notice queued; the ids
+    cleared. `now` (the database's clock when None) says which windows are closed."""
+    params = {"gap": quiet_windows(quiet_gap), "rules": list(rules), "now": now}
+    return [row[0] for row in conn.execute(CLEAR, params).fetchall()]

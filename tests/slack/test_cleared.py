@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 import pytest
 
+from sentinelops.slack import silences
 from sentinelops.slack.delivery import deliver
 from sentinelops_pipelines.evaluation import evaluate_range
 from sentinelops_pipelines.rules.definitions import load_rules
@@ -148,6 +149,7 @@ def test_cleared_and_back_in_the_app_thread(database_url, db, failure_spike):
         assert any("Condition cleared at" in s for s in strings(message["blocks"]))
         (reply,) = fake.thread(message["ts"])
         assert reply["text"].startswith(":large_green_circle: Condition cleared at ")
+        assert " UTC, " in reply["text"]  # the wording's own capitals kept
         assert " back to " in reply["text"]
 
         assert breach_at(database_url, end + GAP) in ("extended", "escalated")
@@ -173,11 +175,58 @@ def test_open_and_stale_windows_never_clear(database_url, db, failure_spike):
     _, end, cleared = incident(db)
     assert cleared is None
     assert evaluate(database_url, end, end + FIVE, now=end + GAP - timedelta(seconds=1)) == 0
-    # A late event in a window of the gap: rolled up again, stale until the rules judge it.
-    streams.store(database_url, streams.succeeded_payment(end + FIVE + FIVE / 2, "late"))
+    # A late delivery in a window of the gap, not even rolled up yet (the coverage sensor has
+    # not seen it): that window was not judged with it.
+    streams.store(database_url, streams.failure_spike(end + FIVE, minutes=5))
+    assert evaluate(database_url, end + 3 * FIVE, end + 4 * FIVE) == 0
+    # Rolled up again, but not judged since: still not.
     with psycopg.connect(database_url) as conn:
         metrics_sql.roll_up(conn, end + FIVE, end + 2 * FIVE)
     assert evaluate(database_url, end + 3 * FIVE, end + 4 * FIVE) == 0
     assert incident(db)[2] is None
-    assert evaluate(database_url, end + FIVE, end + 2 * FIVE) == 1
-    assert incident(db)[2] == end
+    # Judged: the late failures are a breach in the gap, so the incident goes on instead.
+    evaluate(database_url, end + FIVE, end + 2 * FIVE)
+    assert incident(db)[1] > end
+
+
+def test_a_rule_the_window_pass_does_not_judge_never_clears_there(database_url, db):
+    """webhook_gap is reconciliation's: quiet windows say nothing about whether the webhook
+    is still missing events."""
+    gap = Finding(rule="webhook_gap", scope="all", severity="medium", title="Events missed",
+                  window_start=T0, evidence={})  # fmt: skip
+    with psycopg.connect(database_url) as conn:
+        assert anomaly_sql.record(conn, gap, GAP) == "opened"
+    assert evaluate(database_url, T0, T0 + 2 * GAP) == 0
+    assert db.execute("SELECT cleared_at FROM anomalies").fetchone() == (None,)
+
+
+def test_a_return_held_by_a_silence_is_not_told_once_it_has_cleared_again(
+    database_url, db, failure_spike
+):
+    with FakeSlack() as fake:
+        destination = app(fake)
+
+        def post() -> None:
+            with psycopg.connect(database_url, autocommit=True) as conn:
+                deliver(conn, destination)
+
+        evaluate(database_url, T0 + timedelta(hours=4), SPIKE + timedelta(minutes=10))
+        post()
+        _, end = run_to_clearing(database_url, db)
+        post()
+        (silence_id,) = db.execute(
+            "INSERT INTO silences (rule, ends_at, reason, created_by)"
+            f" VALUES ('{RULE}', now() + interval '1 hour', 'maintenance', 'api:test')"
+            " RETURNING id"
+        ).fetchone()
+        breach_at(database_url, end + GAP)  # back during the silence: held
+        post()
+        evaluate(database_url, end + GAP, end + 3 * GAP)  # and quiet again: cleared again
+        post()
+        db.execute("UPDATE silences SET ends_at = now(), ended_by = 'api:test'")
+        db.execute(silences.RELEASE, {"id": silence_id})
+        post()
+        (message,) = fake.top_level()
+        said = [m["text"].split(" ", 2)[1] for m in fake.thread(message["ts"])]
+        assert said == ["Condition", "Condition"]  # never "Back" after it cleared again
+        assert header(message).endswith("· open · cleared")
