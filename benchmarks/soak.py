@@ -203,21 +203,27 @@ def start_stack(args: argparse.Namespace, home: Path) -> tuple[subprocess.Popen,
         start_new_session=True,
     )  # fmt: skip
     output: list[str] = []
+    wait_up(proc, output, timeout=120)
+    return proc, output
+
+
+def wait_up(proc: subprocess.Popen, output: list[str], timeout: float = 180) -> None:
+    """Until `up` says the stack is up, its output collected in `output` (read all along, so
+    `up` never blocks on a full pipe); RuntimeError with its tail if it exits or times out."""
     ready = threading.Event()
 
-    def drain() -> None:  # keep reading so `up` never blocks on a full pipe
+    def drain() -> None:
         for line in proc.stdout:  # type: ignore[union-attr]
             output.append(line)
             if "SentinelOps is up" in line:
                 ready.set()
 
     threading.Thread(target=drain, daemon=True).start()
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + timeout
     while not ready.wait(0.5):
         if proc.poll() is not None or time.monotonic() > deadline:
             tail = "".join(output[-40:])
             raise RuntimeError(f"`sentinelops up` did not come up; its output:\n{tail}")
-    return proc, output
 
 
 def stop_stack(proc: subprocess.Popen, pids: dict[str, int | None]) -> int | None:
