@@ -320,6 +320,7 @@ def stack_home(home: Path) -> Path:
     return home
 
 
+@pytest.mark.once  # the terminal's output, whatever the server: CI's embedded pass only
 class TestOutput:
     """The command as a user runs it: by default one line of progress and the result."""
 

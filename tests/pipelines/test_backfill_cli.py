@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import dagster as dg
+import pytest
 
 from sentinelops_pipelines.schedules import rules_schedule
 from tests import streams
@@ -32,6 +33,7 @@ def materialize_48_hours(database_url: str) -> str:
     return done.stderr + done.stdout
 
 
+@pytest.mark.once  # the CLI's one run, whatever the server: CI's embedded pass only
 def test_a_48_hour_range_is_one_run_that_finds_the_injected_spikes(database_url, db):
     events = streams.normal_traffic(T0, hours=48)
     events += streams.failure_spike(T0 + timedelta(hours=30), minutes=30)
