@@ -4,6 +4,7 @@ again brings it back (same incident, `cleared_at` null again, its thread says so
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import psycopg
@@ -88,6 +89,16 @@ def run_to_clearing(url: str, db) -> tuple[int, datetime]:
     return anomaly_id, end
 
 
+def poster(url: str, destination: object) -> Callable[[], None]:
+    """One delivery pass to `destination`, as the alerts job runs it."""
+
+    def post() -> None:
+        with psycopg.connect(url, autocommit=True) as conn:
+            deliver(conn, destination)  # type: ignore[arg-type]
+
+    return post
+
+
 def cleared_in_api(client, anomaly_id: int) -> str | None:
     answer = client.get(f"/api/v1/anomalies/{anomaly_id}", headers=auth()).json()
     assert answer["status"] == "open"  # clearing never changes the status
@@ -97,10 +108,7 @@ def cleared_in_api(client, anomaly_id: int) -> str | None:
 def test_cleared_and_back_with_the_incoming_webhook(database_url, db, failure_spike, client):
     with ScriptedServer() as server:
         destination = slack(server).destination()
-
-        def post() -> None:
-            with psycopg.connect(database_url, autocommit=True) as conn:
-                deliver(conn, destination)
+        post = poster(database_url, destination)
 
         evaluate(database_url, T0 + timedelta(hours=4), SPIKE + timedelta(minutes=10))
         post()
@@ -132,10 +140,7 @@ def test_cleared_and_back_with_the_incoming_webhook(database_url, db, failure_sp
 def test_cleared_and_back_in_the_app_thread(database_url, db, failure_spike):
     with FakeSlack() as fake:
         destination = app(fake)
-
-        def post() -> None:
-            with psycopg.connect(database_url, autocommit=True) as conn:
-                deliver(conn, destination)
+        post = poster(database_url, destination)
 
         evaluate(database_url, T0 + timedelta(hours=4), SPIKE + timedelta(minutes=10))
         post()
@@ -205,10 +210,7 @@ def test_a_return_held_by_a_silence_is_not_told_once_it_has_cleared_again(
 ):
     with FakeSlack() as fake:
         destination = app(fake)
-
-        def post() -> None:
-            with psycopg.connect(database_url, autocommit=True) as conn:
-                deliver(conn, destination)
+        post = poster(database_url, destination)
 
         evaluate(database_url, T0 + timedelta(hours=4), SPIKE + timedelta(minutes=10))
         post()
