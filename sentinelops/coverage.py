@@ -22,17 +22,22 @@ from sentinelops.windows import BIN, STEP, WINDOW, window_floor
 # Past this, the loop is behind: health says degraded, the evaluation_lag check fails.
 LAG_LIMIT = timedelta(minutes=15)
 
-# Events whose transaction may be missing from their window's evaluation, from the oldest one
-# that may be (coverage_state.scanned_xid) on: a BRIN index scan of what arrived since.
+# Event `e` is missing from the evaluation of its window `m` (a row of window_metrics, NULL
+# when never rolled up): only events from the oldest one that may be (coverage_state's
+# scanned_xid) on can be, a BRIN index scan of what arrived since. The coverage scan and the
+# clearing of incidents (sentinelops_pipelines/storage/clearing.py) both ask it.
+UNEVALUATED_EVENT = """
+e.ingest_xid >= coalesce((SELECT scanned_xid FROM coverage_state), 0)
+AND (m.evaluated_snapshot IS NULL
+     OR NOT pg_visible_in_snapshot(e.ingest_xid::text::xid8, m.evaluated_snapshot))
+"""
+
 _UNEVALUATED = f"""
 unevaluated AS (
     SELECT {BIN.format(col="e.created")} AS window_start, e.ingest_xid, e.received_at
       FROM stripe_events e
       LEFT JOIN window_metrics m ON m.window_start = {BIN.format(col="e.created")}
-     WHERE e.ingest_xid >= coalesce((SELECT scanned_xid FROM coverage_state), 0)
-       AND e.created >= %(floor)s
-       AND (m.evaluated_snapshot IS NULL
-            OR NOT pg_visible_in_snapshot(e.ingest_xid::text::xid8, m.evaluated_snapshot))
+     WHERE e.created >= %(floor)s AND {UNEVALUATED_EVENT}
 )"""
 
 # One statement, so the stale windows, the frontier and the next scan start agree. The next

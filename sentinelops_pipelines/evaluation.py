@@ -2,8 +2,8 @@
 enabled rule over the windows, each finding recorded once (diagnosed only when it is written),
 incidents found late announced together, what each rule read in each window stored (the
 console's charts: rule_readings), the windows marked evaluated, and incidents quiet for a whole
-quiet gap since cleared. The `anomalies` asset runs
-it; so does benchmarks/detection.py, so the benchmark judges what the product does.
+quiet gap since cleared. The `anomalies` asset runs it; so does benchmarks/detection.py, so the
+benchmark judges what the product does.
 """
 
 from __future__ import annotations

@@ -60,9 +60,7 @@ UPDATE anomalies
    SET window_start = least(window_start, %(start)s),
        window_end = greatest(window_end, %(end)s),
        severity = %(severity)s,
-       -- A breach after the incident cleared brings it back (a late verdict on a window
-       -- before that moment does not).
-       cleared_at = CASE WHEN %(end)s > cleared_at THEN NULL ELSE cleared_at END,
+       cleared_at = CASE WHEN %(back)s THEN NULL ELSE cleared_at END,  -- _extend decides
        title = CASE WHEN %(escalated)s OR %(refines)s AND {UNCLASSIFIED} THEN %(title)s
                     ELSE title END,
        evidence = CASE WHEN %(escalated)s OR %(refines)s AND {UNCLASSIFIED} THEN %(evidence)s
@@ -197,8 +195,11 @@ def _extend(conn: Connection, anomaly_id: int, severity: str, cleared_at: dateti
             finding: Finding, evidence: dict, start: datetime, end: datetime,
             late_after: timedelta | None = None) -> Outcome:  # fmt: skip
     escalated = rank(finding.severity) > rank(severity)
+    # A breach after the incident cleared brings it back (a late verdict on a window before
+    # that moment does not); said in its thread unless it is history, not news.
+    back = cleared_at is not None and end > cleared_at
     news = late_after is None or end >= datetime.now(UTC) - late_after
-    if cleared_at is not None and end > cleared_at and news:
+    if back and news and cleared_at is not None:
         # Back before anyone resolved it: the same incident, and its thread says so.
         notifications.enqueue_notice(
             conn, anomaly_id, "recurred", key=start.isoformat(),
@@ -208,7 +209,7 @@ def _extend(conn: Connection, anomaly_id: int, severity: str, cleared_at: dateti
     kind = finding.evidence.get("diagnosis", {}).get("classification")
     conn.execute(
         EXTEND_ANOMALY,
-        {"id": anomaly_id, "start": start, "end": end, "escalated": escalated,
+        {"id": anomaly_id, "start": start, "end": end, "escalated": escalated, "back": back,
          "refines": kind not in (None, "unclassified") and finding.severity == severity,
          "severity": higher(finding.severity, severity), "title": finding.title,
          "evidence": Jsonb(evidence)},

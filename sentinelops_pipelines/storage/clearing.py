@@ -23,15 +23,15 @@ from datetime import datetime, timedelta
 
 from psycopg import Connection
 
+from sentinelops.coverage import UNEVALUATED_EVENT
 from sentinelops.slack.outbox import WAS_ANNOUNCED
 from sentinelops.windows import STEP, WINDOW
 
 # The windows of the gap start at the incident's end (ends are 5-minute aligned). The conditions
 # sit in the UPDATE's own WHERE, so a run that extended the incident meanwhile is seen when the
 # row lock is granted (PostgreSQL re-checks them on the newer row). A window is judged with
-# every event it holds when it was evaluated under what it was rolled up with (the very same
-# snapshot needs no snapshot_covers()), and no event stored since (a late delivery, an import;
-# only those past the coverage frontier can be) is missing from that evaluation.
+# every event it holds when it was evaluated and no event of it is missing from that
+# evaluation: the coverage scan's own test (a late delivery, an import; rolled up since or not).
 CLEAR = f"""
 WITH cleared AS (
     UPDATE anomalies a SET cleared_at = a.window_end, updated_at = now()
@@ -42,14 +42,9 @@ WITH cleared AS (
                 AS w(start)
              LEFT JOIN window_metrics m ON m.window_start = w.start
             WHERE m.evaluated_snapshot IS NULL
-               OR NOT (m.evaluated_snapshot::text = m.rolled_snapshot::text
-                       OR snapshot_covers(m.evaluated_snapshot, m.rolled_snapshot))
-               OR EXISTS (
-                  SELECT FROM stripe_events e
-                   WHERE e.ingest_xid >= coalesce((SELECT scanned_xid FROM coverage_state), 0)
-                     AND e.created >= w.start AND e.created < w.start + {STEP}
-                     AND NOT pg_visible_in_snapshot(e.ingest_xid::text::xid8,
-                                                    m.evaluated_snapshot)))
+               OR EXISTS (SELECT FROM stripe_events e
+                           WHERE e.created >= w.start AND e.created < w.start + {STEP}
+                             AND {UNEVALUATED_EVENT}))
     RETURNING a.*
 ),
 queued AS (
@@ -73,6 +68,10 @@ SELECT id FROM cleared ORDER BY id
 """
 
 
+# The setting as it was, read before it is turned off for this transaction (left to right).
+JIT_OFF = "SELECT current_setting('jit'), set_config('jit', 'off', true)"
+
+
 def quiet_windows(quiet_gap: timedelta) -> timedelta:
     """The gap as whole windows, at least one: a breach in any window starting within the gap
     after an incident's end would join it (storage/anomalies.py), so each must be judged."""
@@ -86,4 +85,11 @@ def clear_quiet(
     `quiet_gap` as cleared, in the caller's transaction, with its notice queued; the ids
     cleared. `now` (the database's clock when None) says which windows are closed."""
     params = {"gap": quiet_windows(quiet_gap), "rules": list(rules), "now": now}
-    return [row[0] for row in conn.execute(CLEAR, params).fetchall()]
+    # Planned for every candidate's windows and their events, the statement looks costly enough
+    # for PostgreSQL to JIT-compile it: ~0.9 s of compiling, on every pass, for what is a
+    # millisecond's work when nothing clears (benchmarks/clearing.py). Off for it alone.
+    was, _ = conn.execute(JIT_OFF).fetchone()  # type: ignore[misc]
+    try:
+        return [row[0] for row in conn.execute(CLEAR, params).fetchall()]
+    finally:
+        conn.execute("SELECT set_config('jit', %s, true)", (was,))
