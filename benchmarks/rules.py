@@ -53,6 +53,7 @@ from sentinelops_pipelines.instance import EVENT_BATCH_SIZE
 from sentinelops_pipelines.resources import PostgresResource, RulesResource
 from sentinelops_pipelines.rules.definitions import load_rules
 from sentinelops_pipelines.rules.engine import evaluate
+from sentinelops_pipelines.slack import SlackResource
 from sentinelops_pipelines.storage import anomalies as anomaly_sql
 from sentinelops_pipelines.storage import metrics as metrics_sql
 
@@ -97,7 +98,11 @@ def materialize(url: str, instance: dg.DagsterInstance, **how: object) -> float:
     started = time.perf_counter()
     result = dg.materialize(
         [stripe_events, window_metrics, anomalies],
-        resources={"postgres": PostgresResource(database_url=url), "rules": RulesResource()},
+        resources={
+            "postgres": PostgresResource(database_url=url),
+            "rules": RulesResource(),
+            "slack": SlackResource(),
+        },
         selection=[window_metrics, anomalies],
         instance=instance,
         run_config=QUIET,

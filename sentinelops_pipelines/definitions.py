@@ -23,6 +23,7 @@ from sentinelops_pipelines.jobs import (
     rules_backtest_job,
     rules_job,
 )
+from sentinelops_pipelines.open_window import open_window_sensor
 from sentinelops_pipelines.resources import PostgresResource, RulesResource
 from sentinelops_pipelines.schedules import (
     daily_summary_schedule,
@@ -74,6 +75,7 @@ defs = dg.Definitions(
         evaluation_lag_sensor,
         alerts_after_runs_sensor,
         pipeline_failure_sensor,
+        open_window_sensor,
     ],
     resources={
         "postgres": PostgresResource(),

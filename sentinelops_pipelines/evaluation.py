@@ -1,9 +1,10 @@
 """One evaluation pass over a range of 5-minute windows, in the caller's transaction: every
 enabled rule over the windows, each finding recorded once (diagnosed only when it is written),
 incidents found late announced together, what each rule read in each window stored (the
-console's charts: rule_readings), the windows marked evaluated, and incidents quiet for a whole
-quiet gap since cleared. The `anomalies` asset runs it; so does benchmarks/detection.py, so the
-benchmark judges what the product does.
+console's charts: rule_readings), early breaches (looks.py) confirmed or marked unconfirmed,
+the windows marked evaluated, and incidents quiet for a whole quiet gap since cleared. The
+`anomalies` asset runs it; so does benchmarks/detection.py, so the benchmark judges what the
+product does.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from sentinelops_pipelines.rules.engine import evaluate
 from sentinelops_pipelines.rules.model import Finding
 from sentinelops_pipelines.rules.readings import readings
 from sentinelops_pipelines.storage import anomalies as anomaly_sql
-from sentinelops_pipelines.storage import catch_up, clearing
+from sentinelops_pipelines.storage import catch_up, clearing, early
 from sentinelops_pipelines.storage import diagnosis as diagnosis_sql
 from sentinelops_pipelines.storage import metrics as metrics_sql
 from sentinelops_pipelines.storage import readings as readings_sql
@@ -33,6 +34,8 @@ class Evaluated:
     found_late: int = 0
     readings: int = 0  # rows of rule_readings written
     cleared: int = 0  # incidents that cleared (quiet for a whole gap)
+    unconfirmed: int = 0  # early breaches (looks.py) these closed windows did not confirm
+    announced: list[int] = field(default_factory=list)  # opened or escalated: deliver now
 
 
 def evaluate_range(
@@ -74,10 +77,14 @@ def evaluate_range(
         if outcome != "unchanged":
             result.by_rule[f"{finding.rule}:{outcome}"] += 1
     result.found_late = catch_up.announce(conn, announced, notify_from, late_after)
+    result.announced = sorted({anomaly_id for anomaly_id, _ in announced})
     result.readings = readings_sql.write(
         conn,
         [r for w in windows for name, rule in enabled.items() for r in readings(name, rule, w)],
     )
+    # Early looks at these windows that their closed verdict did not confirm, after the
+    # readings: the notice says what the closed window read.
+    result.unconfirmed = len(early.mark_unconfirmed(conn, start, end, list(enabled)))
     # Same transaction as the anomalies: a run that dies leaves its windows stale.
     metrics_sql.mark_evaluated(conn, snapshots)
     # With these windows judged, incidents quiet for a whole gap are cleared (any of them: an

@@ -1,8 +1,10 @@
 """Housekeeping: what SentinelOps keeps only for a while is pruned once a day."""
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import dagster as dg
+from dagster._core.storage.event_log.schema import SqlEventLogStorageTable
+from dagster._core.storage.event_log.sql_event_log import SqlEventLogStorage
 
 from sentinelops.settings import get_settings
 from sentinelops_pipelines.resources import PostgresResource
@@ -46,4 +48,31 @@ def prune_slack_interactions(context: dg.OpExecutionContext, postgres: PostgresR
         deleted = retention.prune_slack_interactions(conn, keep)
     context.log.info("deleted %d Slack interactions older than %d days", deleted, keep.days)
     context.add_output_metadata({"deleted": deleted, "retention_days": keep.days})
+    return deleted
+
+
+# The early looks report one observation of `anomalies` a minute (open_window.py): a week of
+# them (10,080) shows recent looks in the UI; older ones go, so the event log does not grow.
+LOOK_OBSERVATIONS_RETENTION = timedelta(days=7)
+
+
+@dg.op
+def prune_look_observations(context: dg.OpExecutionContext) -> int:
+    """Delete the early looks' observations of `anomalies` older than 7 days from Dagster's
+    event log (Dagster has no retention setting for asset events; its SQL storage's table)."""
+    storage = context.instance.event_log_storage
+    if not isinstance(storage, SqlEventLogStorage):
+        return 0
+    table = SqlEventLogStorageTable
+    cutoff = (datetime.now(UTC) - LOOK_OBSERVATIONS_RETENTION).replace(tzinfo=None)  # naive UTC
+    with storage.index_connection() as conn:
+        deleted = conn.execute(
+            table.delete().where(
+                table.c.dagster_event_type == dg.DagsterEventType.ASSET_OBSERVATION.value,
+                table.c.asset_key == dg.AssetKey("anomalies").to_string(),
+                table.c.timestamp < cutoff,
+            )
+        ).rowcount
+    context.log.info("deleted %d early-look observations older than 7 days", deleted)
+    context.add_output_metadata({"deleted": deleted, "retention_days": 7})
     return deleted

@@ -11,6 +11,7 @@ from pydantic import Field
 from sentinelops.settings import get_settings
 from sentinelops_pipelines import backtest
 from sentinelops_pipelines.housekeeping import (
+    prune_look_observations,
     prune_rule_readings,
     prune_slack_interactions,
     prune_webhook_rejections,
@@ -51,12 +52,14 @@ reconciliation_job = group_job(
 
 
 @dg.job(
-    description="Prune what is kept only for a while (rejected webhook attempts, rule readings)."
+    description="Prune what is kept only for a while (rejected webhook attempts, rule readings, "
+    "Slack presses, early-look observations)."
 )
 def housekeeping_job() -> None:
     prune_webhook_rejections()
     prune_rule_readings()
     prune_slack_interactions()
+    prune_look_observations()
 
 
 class BacktestConfig(dg.Config):

@@ -25,12 +25,12 @@ import dagster as dg
 
 from sentinelops.slack.messages import failure_message
 from sentinelops.windows import WINDOW, window_floor, window_key
+from sentinelops_pipelines.assets.rules import REASON_TAG
 from sentinelops_pipelines.checks import evaluation_lag, evaluation_lag_result, scan_coverage
 from sentinelops_pipelines.jobs import alerts_job, rules_job
 from sentinelops_pipelines.resources import PostgresResource
 from sentinelops_pipelines.slack import SlackResource
 
-REASON_TAG = "sentinelops/reason"
 # A just-closed window is the schedule's for this long; the sensor takes it after.
 SCHEDULE_GRACE = timedelta(minutes=2)
 # A window's 30-minute sums include the five before it: a stale window changes those after it.

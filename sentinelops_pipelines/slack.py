@@ -7,11 +7,16 @@ The delivery policy lives here too, so tests can shrink timeouts and backoff.
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Iterable
+from typing import Any
+
 import dagster as dg
+import psycopg
 
 from sentinelops.settings import get_settings
 from sentinelops.slack import config
-from sentinelops.slack.delivery import Destination
+from sentinelops.slack.delivery import Destination, deliver
 from sentinelops.slack.result import Policy, PostResult
 
 
@@ -67,3 +72,25 @@ class SlackResource(dg.ConfigurableResource):
         if destination is None:
             return PostResult(False, error="Slack is not configured")
         return destination.post(text, blocks)
+
+
+def deliver_found(
+    url: str, slack: SlackResource, anomaly_ids: Iterable[int], log: Any
+) -> Counter[str]:
+    """Post the alerts an evaluation just committed for these anomalies, at once: the path to
+    Slack without waiting for another run. Never raises: whatever is not posted here stays
+    queued, and the alerts job (run after every rules run) posts it, with its retries."""
+    ids = sorted(set(anomaly_ids))
+    destination = slack.destination() if ids else None
+    outcomes: Counter[str] = Counter()
+    if destination is None:
+        return outcomes  # nothing found, or Slack not configured: the alerts job says so
+    try:
+        with psycopg.connect(url, autocommit=True, connect_timeout=10) as conn:
+            for anomaly_id in ids:
+                outcomes += deliver(conn, destination, log, anomaly_id=anomaly_id, recover=False)
+    except Exception as exc:  # the rows stay pending: the alerts job's run posts them
+        log.warning("alerts not posted at once (%s); the alerts job posts them",
+                    type(exc).__name__)  # fmt: skip
+        outcomes["deferred"] += 1
+    return outcomes

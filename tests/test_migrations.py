@@ -456,3 +456,14 @@ class TestEachMigrationLeaves:
         assert "WHERE ((cleared_at IS NULL) AND (status <> 'resolved'::text))" in (
             schema.index("anomalies_uncleared_idx")
         )
+
+    def test_0014_unconfirmed_early_breaches_have_a_notice(self, scratch):
+        anomaly_id = add_anomaly(scratch)
+        notice = (
+            "INSERT INTO notifications (kind, anomaly_id, severity, dedupe_key)"
+            " VALUES (%s, %s, 'high', %s)"
+        )
+        assert refusal(scratch, notice, ("unconfirmed", anomaly_id, "unconfirmed:1:a")) is None
+        assert refusal(scratch, notice, ("confirmed", anomaly_id, "confirmed:1:a")) == (
+            "CheckViolation"
+        )

@@ -37,8 +37,9 @@ MAX_PER_RUN = 1000
 MAX_ATTEMPTS = 8
 ANNOUNCEMENTS = frozenset({"opened", "escalated"})
 CHANGES = frozenset({"acknowledged", "resolved", "reopened"})
-# About the condition itself: it cleared, or came back (storage/clearing.py, anomalies.py).
-NOTICES = frozenset({"cleared", "recurred"})
+# About the condition itself: it cleared, came back, or an early breach was not confirmed
+# (storage/clearing.py, anomalies.py, early.py).
+NOTICES = frozenset({"cleared", "recurred", "unconfirmed"})
 
 
 class Destination(Protocol):

@@ -20,6 +20,7 @@ from sentinelops.slack.messages import (
     evidence_fields,
     fallback_text,
     header_block,
+    look_line,
     section_block,
     silence_line,
     window_text,
@@ -87,6 +88,8 @@ def reply_text(kind: str, severity: str, change: dict | None) -> str:
         return f":large_green_circle: {_first_up(cleared_text(change))}"
     if kind == "recurred":
         return f":rotating_light: {_first_up(recurred_text(change))}"
+    if kind == "unconfirmed":
+        return f":white_circle: {_first_up(unconfirmed_text(change))}"
     if kind == "escalated":
         return f":arrow_up: Escalated to *{severity.upper()}* at {when(change.get('at'))}"
     icon, verb = CHANGE_WORDS.get(kind, ("", kind.capitalize()))
@@ -125,12 +128,28 @@ def recurred_text(notice: dict) -> str:
     )
 
 
+def unconfirmed_text(notice: dict) -> str:
+    """`not confirmed: found 2 min into the 14:30 UTC window, which at its close read failed
+    payments in 5 min 4 (alarm at 9)`."""
+    minutes = (notice.get("look") or {}).get("minutes")
+    text = "not confirmed: found " + (f"{minutes} min into " if minutes else "early in ")
+    text += f"the {when(notice.get('window_start'))} window, which at its close"
+    if notice.get("label") and notice.get("value") is not None:
+        text += f" read {escape(notice['label'])} {_number(notice['value'])}"
+        if notice.get("bound") is not None:
+            text += f" (alarm at {_number(notice['bound'])})"
+        return text
+    return text + " no longer breached"
+
+
 def notice_message(row: dict, console_url: str | None = None) -> tuple[str, list[dict]]:
-    """The incoming webhook's one short message for a 'cleared' or 'recurred' row (it cannot
-    update the alert it posted)."""
+    """The incoming webhook's one short message for a 'cleared', 'recurred' or 'unconfirmed'
+    row (it cannot update the alert it posted)."""
     anomaly, notice = row["anomaly"], row["payload"] or {}
     if row["kind"] == "cleared":
         what = f":large_green_circle: #{anomaly['id']} {cleared_text(notice)}"
+    elif row["kind"] == "unconfirmed":
+        what = f":white_circle: #{anomaly['id']} {unconfirmed_text(notice)}"
     else:
         what = f":rotating_light: #{anomaly['id']} is {recurred_text(notice)}"
     text = f"{what} · {escape(cut(anomaly['title'], 300))} ({anomaly['status']})"
@@ -181,7 +200,7 @@ def incident_message(
             f"*{escape(anomaly['title'])}*\n"
             f"Rule `{escape(anomaly['rule'])}`{scope}"
             f" · window {window_text(anomaly['window_start'], anomaly['window_end'])}"
-            f"{silence_line(anomaly)}"
+            f"{silence_line(anomaly)}{look_line(anomaly['evidence'])}"
             + (f"\n:large_green_circle: Condition cleared at {when(cleared)}" if cleared else "")
         ),
     ]

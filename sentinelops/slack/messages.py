@@ -103,6 +103,22 @@ def silence_line(anomaly: dict) -> str:
     return f"\n:zzz: Found during silence #{silence_id}{why}"
 
 
+def look_line(evidence: dict[str, Any] | None) -> str:
+    """A new line saying an anomaly was found by an early look at its window still open
+    (sentinelops_pipelines/looks.py), and what the closed window said of it, else nothing."""
+    evidence = evidence or {}
+    unconfirmed = evidence.get("unconfirmed")
+    seen = evidence.get("look") or evidence.get("early_look") or (unconfirmed or {}).get("look")
+    if not seen:
+        return ""
+    found = f"\n:eyes: Found {seen.get('minutes')} min into its 5-minute window"
+    if unconfirmed:
+        return found + "; not confirmed once the window closed"
+    if "early_look" in evidence:
+        return found + "; confirmed once the window closed"
+    return found + ", before it closed"
+
+
 def evidence_fields(evidence: dict[str, Any] | None) -> dict | None:
     """The evidence's key numbers as one section of fields (Slack shows at most 10)."""
     fields = key_numbers(evidence or {})[:MAX_FIELDS]
@@ -132,7 +148,7 @@ def anomaly_alert(notification: dict, console_url: str | None = None) -> tuple[s
             f"Rule `{escape(a['rule'])}`{scope} · severity *{a['current_severity']}*"
             f" · status {a['status']}\n"
             f"Window {window_text(a['window_start'], a['window_end'])}"
-            f"{silence_line(a)}"
+            f"{silence_line(a)}{look_line(a.get('evidence'))}"
         ),
     ]
     numbers = evidence_fields(a["evidence"])

@@ -18,7 +18,7 @@ from psycopg.types.json import Jsonb
 from sentinelops.slack import silences
 
 Kind = Literal["opened", "escalated"]
-NoticeKind = Literal["cleared", "recurred"]
+NoticeKind = Literal["cleared", "recurred", "unconfirmed"]
 NOT_CONFIGURED = "slack_not_configured"
 
 # The policy, in SQL so it runs inside the transaction that opens or escalates: of the anomalies
@@ -64,8 +64,8 @@ SELECT 'slack', CASE h.to_status WHEN 'open' THEN 'reopened' ELSE h.to_status EN
 ON CONFLICT (channel, dedupe_key) WHERE dedupe_key IS NOT NULL DO NOTHING
 """
 
-# A notice about the condition itself ('cleared', 'recurred') of an announced anomaly. Keyed by
-# its kind and the moment it tells of, so a re-run queues nothing more.
+# A notice about the condition itself ('cleared', 'recurred', 'unconfirmed') of an announced
+# anomaly. Keyed by its kind and the moment it tells of, so a re-run queues nothing more.
 ENQUEUE_NOTICE = f"""
 INSERT INTO notifications (channel, kind, anomaly_id, severity, dedupe_key, payload)
 SELECT 'slack', %(kind)s, a.id, a.severity, %(kind)s || ':' || a.id || ':' || %(key)s, %(payload)s

@@ -34,7 +34,7 @@ JOINS = """
 # the incident in Slack during a maintenance must see the message follow). Nothing else does:
 # an anomaly's rows otherwise go out in order.
 PASSES_HELD = """
-    n.kind IN ('acknowledged', 'resolved', 'reopened', 'cleared')
+    n.kind IN ('acknowledged', 'resolved', 'reopened', 'cleared', 'unconfirmed')
     AND older.kind IN ('opened', 'escalated', 'recurred')
     AND older.last_error LIKE 'silenced by #%%'
     AND EXISTS (SELECT FROM anomalies a WHERE a.id = n.anomaly_id

@@ -4,6 +4,7 @@ Both share the 5-minute partitions and a single-run backfill policy, so a partit
 one run: one set-based rollup of the range, then one evaluation pass over its windows.
 """
 
+from collections import Counter
 from typing import Any
 
 import dagster as dg
@@ -13,7 +14,10 @@ from sentinelops_pipelines.assets.sources import stripe_events
 from sentinelops_pipelines.evaluation import evaluate_range
 from sentinelops_pipelines.partitions import five_minute_partitions
 from sentinelops_pipelines.resources import PostgresResource, RulesResource
+from sentinelops_pipelines.slack import SlackResource, deliver_found
 from sentinelops_pipelines.storage import metrics as metrics_sql
+
+REASON_TAG = "sentinelops/reason"  # why a run was started: coverage, demo, ...
 
 # What makes `group:rules` one run over any partition range: one group, the shared 5-minute
 # partitions, and a single-run backfill policy.
@@ -46,10 +50,15 @@ def window_metrics(
 
 @dg.asset(deps=[window_metrics], **RULE_ASSET)
 def anomalies(
-    context: dg.AssetExecutionContext, postgres: PostgresResource, rules: RulesResource
+    context: dg.AssetExecutionContext,
+    postgres: PostgresResource,
+    rules: RulesResource,
+    slack: SlackResource,
 ) -> dg.MaterializeResult:
     """Anomalies found by every enabled rule in each window, one per incident: consecutive
-    breaches extend the open anomaly, and re-running any range changes nothing."""
+    breaches extend the open anomaly, and re-running any range changes nothing. What a run
+    opens or escalates is posted to Slack right after it commits (the alerts job is the
+    backstop). Early looks at the open window (open_window_sensor) show as observations."""
     book = rules.load()
     # Read at run time: openings below it are recorded but not posted to Slack.
     notify_from = get_settings().alert_min_severity
@@ -58,6 +67,11 @@ def anomalies(
         result = evaluate_range(
             conn, book, window.start, window.end, notify_from, run_id=context.run_id
         )
+    # After the commit: the alerts are posted now, not after another run is launched. The demo
+    # posts its own (and says so), so its run leaves them queued.
+    posted: Counter[str] = Counter()
+    if context.run.tags.get(REASON_TAG) != "demo":
+        posted = deliver_found(postgres.url(), slack, result.announced, context.log)
     outcomes = result.outcomes
     context.log.info("evaluated %d windows with %d rules: %s", result.windows,
                      len(book.enabled()), dict(outcomes))  # fmt: skip
@@ -71,6 +85,9 @@ def anomalies(
             "findings_already_recorded": outcomes["unchanged"],
             "incidents_found_late": result.found_late,
             "incidents_cleared": result.cleared,
+            "early_breaches_confirmed": outcomes["confirmed"],
+            "early_breaches_unconfirmed": result.unconfirmed,
+            "alerts_posted_at_once": posted["sent"],
             "by_rule": dict(result.by_rule),
         }
     )

@@ -45,6 +45,7 @@ def evaluate(
         from sentinelops_pipelines.assets.rules import anomalies, window_metrics
         from sentinelops_pipelines.assets.sources import stripe_events
         from sentinelops_pipelines.resources import PostgresResource, RulesResource
+        from sentinelops_pipelines.slack import SlackResource
 
         try:
             instance = (
@@ -67,6 +68,7 @@ def evaluate(
                             PostgresResource(database_url=database_url(settings))
                         ),
                         "rules": RulesResource(path=settings.rules_file),
+                        "slack": SlackResource(),  # unused: the demo posts its own alerts
                     },
                     tags={
                         "dagster/asset_partition_range_start": window_key(first),

@@ -121,6 +121,10 @@ class FailureRateRule(_Judged):
     # probability under the usual rate of at most this.
     still_failing_p: float = Field(default=0.01, gt=0, le=1)
     diagnosis: FailureDiagnosis = FailureDiagnosis()
+    # Judge the window still open once a minute (sentinelops_pipelines/looks.py): the looks
+    # share `early_share` of the false-alarm budget, the closed window keeps the rest.
+    early_looks: bool = False
+    early_share: float = Field(default=0.5, gt=0, lt=1)
 
 
 class CountRule(_Judged):
@@ -154,6 +158,9 @@ class IntegrityRule(_Rule):
     min_invalid: int = Field(ge=1)
     share_medium: float = Field(gt=0, le=1)  # invalid share of all attempts for medium
     severity_all_invalid: Severity = "high"
+    # Judge the window still open once a minute: a count that only grows, so an early breach
+    # is one the closed window confirms.
+    early_looks: bool = False
 
 
 class SilenceRule(_Judged):

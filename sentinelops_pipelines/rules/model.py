@@ -70,6 +70,9 @@ class Window:
     # The same hour of week's median week, times its windows (events only): not moved by one
     # unusual week.
     same_hour_typical: dict[str, int] = field(default_factory=dict)
+    # An early look at the window still open: the whole minutes of it seen so far (1 to 4);
+    # None for the closed window.
+    look_minutes: int | None = None
 
     @property
     def end(self) -> datetime:

@@ -14,7 +14,9 @@ from sentinelops_pipelines.rules.definitions import FailureRateRule
 from sentinelops_pipelines.rules.metrics import FAILURE_TYPES, percent
 from sentinelops_pipelines.rules.model import Finding, Window
 from sentinelops_pipelines.rules.significance import (
+    LOOKS_PER_WINDOW,
     binomial_sf,
+    look_share,
     per_test,
     quick_binomial_bound,
     reported,
@@ -156,6 +158,13 @@ class Usual:
     alpha: float
 
 
+def window_alpha(rule: FailureRateRule, w: Window) -> float:
+    """The bound of one decision on this window: the rule's daily budget over the day's
+    windows and the lengths and measures judged; with early looks, this look's part of it."""
+    alpha = per_test(rule.false_alarms_per_day, 2 * len(rule.window_minutes))
+    return alpha * look_share(rule.early_share, w.look_minutes) if rule.early_looks else alpha
+
+
 def usual(rule: FailureRateRule, w: Window) -> Usual:
     base, source, base_attempts = baseline_rate(rule, w)
     # Failures on the path to the bank (processing_error, ...) are rare on ordinary traffic, so
@@ -167,7 +176,7 @@ def usual(rule: FailureRateRule, w: Window) -> Usual:
         rates={"failed": (base, _effect(rule, base)),
                "processing": (processing, processing * rule.rate_factor)},
         source=source, attempts=base_attempts,
-        alpha=per_test(rule.false_alarms_per_day, 2 * len(rule.window_minutes)),
+        alpha=window_alpha(rule, w),
     )  # fmt: skip
 
 
@@ -230,6 +239,11 @@ def failure_rate(name: str, rule: FailureRateRule, w: Window) -> list[Finding]:
             "min_failed": rule.min_failed,
             "min_processing_rate": rule.min_processing_rate,
             "severity_at": rule.severity_at.model_dump(),
+            **(
+                {"early_looks": {"share": rule.early_share, "looks_per_window": LOOKS_PER_WINDOW}}
+                if rule.early_looks
+                else {}
+            ),
         },
     }
     # The failed payments that illustrate it, over the longest window that breached.

@@ -16,12 +16,24 @@ from collections.abc import Callable
 from functools import lru_cache
 
 DECISIONS_PER_DAY = 288  # 5-minute windows
+# Early looks at a window still open: one a minute, after its first whole minute (1 to 4).
+LOOKS_PER_WINDOW = 4
 
 
 def per_test(budget_per_day: float, decisions_per_window: int = 1) -> float:
     """The tail probability one decision may reach so that all of a day's decisions together
     raise at most `budget_per_day` false alarms on average."""
     return budget_per_day / (DECISIONS_PER_DAY * max(decisions_per_window, 1))
+
+
+def look_share(early_share: float, look_minutes: int | None) -> float:
+    """The part of a window's bound one decision may spend when the window is also looked at
+    early: `early_share` split over the LOOKS_PER_WINDOW looks, the rest for the closed window.
+    Every look is a decision of its own (a union bound, like per_test's), so looking five
+    times per window raises no more false alarms than the one decision did."""
+    if look_minutes is None:
+        return 1.0 - early_share
+    return early_share / LOOKS_PER_WINDOW
 
 
 def _log_sum(first_log_term: float, ratio: Callable[[int], float], k: int, last: int) -> float:

@@ -5,6 +5,11 @@ window is counted once however often it is evaluated. A breach within the quiet 
 unresolved anomaly of the same rule and scope extends it (its window grows, its severity may
 rise, never fall); otherwise it opens a new one. An advisory lock per (rule, scope) makes
 concurrent runs queue instead of racing.
+
+An early look at a window still open (looks.py) records its breach like any other, marked
+`look` in the window's evidence: the same incident, the same window row. The closed window's
+verdict then replaces that evidence (`confirmed`, the window counted once), or, when the closed
+window does not breach, early.py marks it unconfirmed.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from sentinelops.slack import outbox as notifications
 from sentinelops.windows import WINDOW
 from sentinelops_pipelines.rules.model import Finding
 
-Outcome = Literal["opened", "extended", "escalated", "unchanged"]
+Outcome = Literal["opened", "extended", "escalated", "unchanged", "confirmed"]
 ACTOR = "rules"
 
 SAMPLE_IDS = """
@@ -131,17 +136,28 @@ def record(
     start, end = finding.window_start, finding.window_end or finding.window_start + WINDOW
     key = {"rule": finding.rule, "scope": finding.scope, "start": start}
     seen = conn.execute(
-        "SELECT anomaly_id, severity FROM anomaly_windows"
+        f"SELECT anomaly_id, severity, {PROVISIONAL} FROM anomaly_windows"
         " WHERE rule = %(rule)s AND scope = %(scope)s AND window_start = %(start)s",
         key,
     ).fetchone()
-    if seen is not None and rank(finding.severity) <= rank(seen[1]):
-        return "unchanged"
+    early = "look" in finding.evidence
+    confirming = seen is not None and seen[2] and not early
+    if (
+        seen is not None
+        and not confirming
+        and (rank(finding.severity) <= rank(seen[1]) or early and not seen[2])
+    ):
+        return "unchanged"  # an early look never overrules the closed window's verdict
     if diagnose is not None:
         finding = diagnose(finding)
     evidence = {**finding.evidence, "window_start": start.isoformat()}
     if "sample_event_ids" not in evidence:
         evidence["sample_event_ids"] = sample_event_ids(conn, finding)
+    if seen is not None and confirming:
+        outcome = _confirm(conn, seen[0], finding, evidence, key, end, late_after)
+        if outcome == "escalated":
+            enqueue(seen[0], outcome)
+        return outcome
     if seen is not None:
         anomaly_id = seen[0]
         # A late event made an evaluated window worse: keep the worse verdict.
@@ -189,6 +205,55 @@ def record(
     if outcome == "escalated":
         enqueue(anomaly_id, outcome)
     return outcome
+
+
+# The window's verdict so far came from an early look (or was one the closed window did not
+# confirm, which a late event may still confirm).
+PROVISIONAL = "(evidence ? 'look' OR evidence ? 'unconfirmed')"
+
+# The closed window's verdict on a window an early look found: the window keeps its row (the
+# incident's count does not change) and takes this evidence, with the look it confirms. The
+# incident takes it too when its evidence was that window's.
+CONFIRM_WINDOW = """
+UPDATE anomaly_windows
+   SET severity = %(severity)s,
+       evidence = %(evidence)s || jsonb_build_object('early_look',
+                  coalesce(evidence -> 'look', evidence #> '{unconfirmed,look}'))
+ WHERE rule = %(rule)s AND scope = %(scope)s AND window_start = %(start)s
+RETURNING evidence
+"""
+
+CONFIRM_ANOMALY = """
+UPDATE anomalies
+   SET evidence = %(evidence)s || jsonb_build_object('windows_breached',
+                      (SELECT count(*) FROM anomaly_windows WHERE anomaly_id = %(id)s)),
+       title = %(title)s, updated_at = now()
+ WHERE id = %(id)s AND evidence ->> 'window_start' = %(start_iso)s
+"""
+
+
+def _confirm(conn: Connection, anomaly_id: int, finding: Finding, evidence: dict, key: dict,
+             end: datetime, late_after: timedelta | None) -> Outcome:  # fmt: skip
+    """The closed window breaches where an early look found it: its evidence (and the
+    incident's, if it was this window's) becomes the closed window's; the severity rises if it
+    is worse, never falls."""
+    current, cleared_at = conn.execute(
+        "SELECT severity, cleared_at FROM anomalies WHERE id = %s FOR UPDATE", (anomaly_id,)
+    ).fetchone()  # type: ignore[misc]
+    severity = higher(finding.severity, current)
+    (confirmed,) = conn.execute(
+        CONFIRM_WINDOW, {**key, "severity": severity, "evidence": Jsonb(evidence)}
+    ).fetchone()  # type: ignore[misc]
+    if rank(finding.severity) > rank(current):
+        _extend(conn, anomaly_id, current, cleared_at, finding, confirmed, key["start"], end,
+                late_after)  # fmt: skip
+        return "escalated"
+    conn.execute(
+        CONFIRM_ANOMALY,
+        {"id": anomaly_id, "evidence": Jsonb(confirmed), "title": finding.title,
+         "start_iso": key["start"].isoformat()},
+    )  # fmt: skip
+    return "confirmed"
 
 
 def _extend(conn: Connection, anomaly_id: int, severity: str, cleared_at: datetime | None,

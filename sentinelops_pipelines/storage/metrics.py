@@ -55,7 +55,7 @@ ev AS (
            coalesce(payload #>> '{{data,object,amount_received}}',
                     payload #>> '{{data,object,amount}}')::bigint AS amount
       FROM stripe_events
-     WHERE created >= %(start)s AND created < %(end)s
+     WHERE created >= %(start)s AND created < %(end)s AND created < %(until)s
 )"""
 
 ROLL_UP_METRICS = f"""
@@ -90,12 +90,14 @@ by_created AS (
 ),
 by_received AS (
     SELECT {BIN.format(col="received_at")} AS window_start, count(*) AS events_received
-      FROM stripe_events WHERE received_at >= %(start)s AND received_at < %(end)s
+      FROM stripe_events
+     WHERE received_at >= %(start)s AND received_at < %(end)s AND received_at < %(until)s
      GROUP BY 1
 ),
 invalid AS (
     SELECT {BIN.format(col="received_at")} AS window_start, count(*) AS invalid_attempts
-      FROM webhook_rejections WHERE received_at >= %(start)s AND received_at < %(end)s
+      FROM webhook_rejections
+     WHERE received_at >= %(start)s AND received_at < %(end)s AND received_at < %(until)s
      GROUP BY 1
 )
 INSERT INTO window_metrics AS m (window_start, {", ".join(METRICS)}, computed_at, rolled_snapshot)
@@ -133,9 +135,12 @@ SELECT currency, window_start, count(*), sum(amount), max(amount),
 """
 
 
-def roll_up(conn: Connection, start: datetime, end: datetime) -> dict[str, int]:
-    """Recompute the rollups of [start, end); returns what was written."""
-    params = {"start": start, "end": end}
+def roll_up(
+    conn: Connection, start: datetime, end: datetime, until: datetime | None = None
+) -> dict[str, int]:
+    """Recompute the rollups of [start, end); returns what was written. `until` counts only
+    what happened before it (a replay's early look at a window; the stack's looks count all)."""
+    params = {"start": start, "end": end, "until": until or end}
     windows = conn.execute(
         ROLL_UP_METRICS, {**params, "processing": sorted(PROCESSING_CODES)}
     ).rowcount

@@ -17,6 +17,7 @@ import pytest
 from sentinelops_pipelines.assets.rules import anomalies, window_metrics
 from sentinelops_pipelines.assets.sources import stripe_events
 from sentinelops_pipelines.resources import PostgresResource, RulesResource
+from sentinelops_pipelines.slack import SlackResource
 from tests import streams
 from tests.support import live_rules_file
 
@@ -34,7 +35,7 @@ def run_range(url: str) -> dg.ExecuteInProcessResult:
     return dg.materialize(
         [stripe_events, window_metrics, anomalies],
         resources={"postgres": PostgresResource(database_url=url),
-                   "rules": RulesResource(path=live_rules_file())},
+                   "rules": RulesResource(path=live_rules_file()), "slack": SlackResource()},
         tags={"dagster/asset_partition_range_start": T0.strftime(KEY),
               "dagster/asset_partition_range_end": LAST.strftime(KEY)},
         selection=[window_metrics, anomalies],

@@ -36,7 +36,7 @@ class TestSensors:
         postgres = PostgresResource(database_url=database_url)
         rules_run = dg.materialize(
             [window_metrics, anomalies], partition_key="2026-03-02-05:00", instance=instance,
-            resources={"postgres": postgres, "rules": RulesResource()},
+            resources={"postgres": postgres, "rules": RulesResource(), "slack": SlackResource()},
         )  # fmt: skip
         delivery_run = dg.materialize(
             [slack_notifications], instance=instance,

@@ -14,6 +14,7 @@ from sentinelops_pipelines.assets.rules import anomalies, window_metrics
 from sentinelops_pipelines.checks import one_open_anomaly_per_incident, stripe_events_fresh
 from sentinelops_pipelines.resources import PostgresResource, RulesResource
 from sentinelops_pipelines.rules.definitions import load_rules
+from sentinelops_pipelines.slack import SlackResource
 from tests.support import fixture_event
 
 PARTITION = "2026-05-01-00:00"
@@ -35,6 +36,7 @@ def run_check(
         resources={
             "postgres": PostgresResource(database_url=database_url),
             "rules": RulesResource(),
+            "slack": SlackResource(),
         },
         tags={"dagster/partition": partition} if partition else None,
     )

@@ -19,6 +19,7 @@ from sentinelops_pipelines.jobs import rules_backtest_job
 from sentinelops_pipelines.resources import PostgresResource, RulesResource
 from sentinelops_pipelines.rules.definitions import default_rules_text
 from sentinelops_pipelines.rules.model import Finding
+from sentinelops_pipelines.slack import SlackResource
 from tests import streams
 from tests.pipelines.test_rule_assets import run_range
 
@@ -241,7 +242,7 @@ class TestBacktestJob:
         return rules_backtest_job.execute_in_process(
             run_config={"ops": {"backtest_rules": {"config": config}}},
             resources={"postgres": PostgresResource(database_url=database_url),
-                       "rules": RulesResource()},
+                       "rules": RulesResource(), "slack": SlackResource()},
             raise_on_error=False,
         )  # fmt: skip
 

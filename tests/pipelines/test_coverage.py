@@ -17,6 +17,7 @@ from sentinelops_pipelines.assets.rules import anomalies, window_metrics
 from sentinelops_pipelines.assets.sources import stripe_events
 from sentinelops_pipelines.resources import PostgresResource, RulesResource
 from sentinelops_pipelines.sensors import coverage_sensor, plan_range
+from sentinelops_pipelines.slack import SlackResource
 from sentinelops_pipelines.storage import metrics as metrics_sql
 from tests import streams
 
@@ -49,7 +50,8 @@ def run(
     """One range run of the rules, as a schedule tick, a backfill or the sensor launches it."""
     return dg.materialize(
         [stripe_events, window_metrics, anomalies],
-        resources={"postgres": PostgresResource(database_url=url), "rules": RulesResource()},
+        resources={"postgres": PostgresResource(database_url=url), "rules": RulesResource(),
+                   "slack": SlackResource()},
         tags={"dagster/asset_partition_range_start": start,
               "dagster/asset_partition_range_end": end},
         selection=[window_metrics, anomalies],

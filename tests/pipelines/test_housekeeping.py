@@ -1,11 +1,15 @@
 """Rejected webhook attempts (default 30 days), the rules' readings (90 days) and the record of
-Slack button presses (7 days) are kept for a while, not forever."""
+Slack button presses (7 days) are kept for a while, not forever; so are the early looks'
+observations in Dagster's event log (7 days)."""
 
 from __future__ import annotations
 
-import dagster as dg
+from datetime import timedelta
 
-from sentinelops_pipelines.housekeeping import prune_slack_interactions
+import dagster as dg
+from dagster._core.storage.event_log.schema import SqlEventLogStorageTable
+
+from sentinelops_pipelines.housekeeping import prune_look_observations, prune_slack_interactions
 from sentinelops_pipelines.jobs import housekeeping_job
 from sentinelops_pipelines.resources import PostgresResource
 
@@ -66,3 +70,25 @@ def test_slack_interactions_older_than_a_week_are_pruned_and_recent_ones_kept(da
     assert prune_slack_interactions(context) == 3
     kept = db.execute("SELECT action_ts FROM slack_interactions").fetchall()
     assert kept == [("recent",)]
+
+
+def test_early_look_observations_older_than_a_week_are_pruned_and_recent_ones_kept():
+    anomalies = dg.AssetKey("anomalies")
+    with dg.instance_for_test() as instance:
+        for minutes in (1, 2, 3):
+            instance.report_runless_asset_event(
+                dg.AssetObservation(asset_key=anomalies, metadata={"minutes_seen": minutes})
+            )
+        table = SqlEventLogStorageTable
+        with instance.event_log_storage.index_connection() as conn:  # two of them 8 days old
+            conn.execute(
+                table.update()
+                .where(table.c.id.in_([1, 2]))
+                .values(timestamp=table.c.timestamp - timedelta(days=8))
+            )
+
+        pruned = prune_look_observations(dg.build_op_context(instance=instance))
+
+        assert pruned == 2
+        kept = instance.fetch_observations(anomalies, limit=10).records
+        assert [r.asset_observation.metadata["minutes_seen"].value for r in kept] == [3]

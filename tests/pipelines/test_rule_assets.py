@@ -12,6 +12,7 @@ from sentinelops_pipelines.assets.rules import anomalies, window_metrics
 from sentinelops_pipelines.assets.sources import stripe_events
 from sentinelops_pipelines.checks import one_open_anomaly_per_incident
 from sentinelops_pipelines.resources import PostgresResource, RulesResource
+from sentinelops_pipelines.slack import SlackResource
 from tests import streams
 from tests.support import live_rules_file
 
@@ -29,7 +30,8 @@ def run_range(url: str, first: datetime, last: datetime, rules: RulesResource | 
     return dg.materialize(
         [stripe_events, window_metrics, anomalies, one_open_anomaly_per_incident],
         resources={"postgres": PostgresResource(database_url=url),
-                   "rules": rules or RulesResource(path=live_rules_file())},
+                   "rules": rules or RulesResource(path=live_rules_file()),
+                   "slack": SlackResource()},
         tags={"dagster/asset_partition_range_start": key(first),
               "dagster/asset_partition_range_end": key(last)},
         selection=[window_metrics, anomalies],
@@ -124,7 +126,7 @@ class TestIncidents:
     def test_consecutive_windows_extend_and_severity_only_rises(self, database_url, db):
         # 5-minute-only breach first (low), then a sustained one (30 minutes: high).
         streams.store(database_url, streams.normal_traffic(T0, hours=2))
-        streams.store(database_url, streams.failure_spike(T0 + timedelta(minutes=60), 5, 10, 6))
+        streams.store(database_url, streams.failure_spike(T0 + timedelta(minutes=60), 5, 10, 7))
         run_range(database_url, T0, T0 + timedelta(minutes=60))
         assert [r[2] for r in anomaly_rows(db)] == ["low"]
         streams.store(database_url, streams.failure_spike(T0 + timedelta(minutes=65), 25))

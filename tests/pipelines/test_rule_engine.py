@@ -76,8 +76,10 @@ def test_a_failure_spike_says_its_bound_and_probability_per_window():
     assert thirty["bound"] == 54 and thirty["breached"]
     assert thirty["p_value"] < 1e-40 and thirty["strength"] > 3
     # The day's budget over 288 windows, three lengths and two measures (all failures, and
-    # failures with processing errors).
-    assert finding.evidence["thresholds"]["per_window_bound"] == pytest.approx(0.02 / 1728, 1e-2)
+    # failures with processing errors); half of it, since the early looks spend the other half.
+    thresholds = finding.evidence["thresholds"]
+    assert thresholds["per_window_bound"] == pytest.approx(0.02 / 1728 / 2, 1e-2)
+    assert thresholds["early_looks"] == {"share": 0.5, "looks_per_window": 4}
     assert "130 of 600" in finding.title
 
 
