@@ -153,3 +153,23 @@ def test_the_incident_links_to_its_dagster_run_and_partition(console, db):
     html = console.get(f"/console/incidents/{anomaly_id}").text
     assert 'href="http://127.0.0.1:3000/runs/abc-123"' in html
     assert "/assets/anomalies?view=partitions&amp;partition=2026-05-01-00%3A00" in html
+
+
+@pytest.mark.parametrize(
+    ("evidence", "said"),
+    [
+        ('{"look": {"minutes": 2}}', "2 min into its 5-minute window: the window is still open"),
+        ('{"early_look": {"minutes": 3}}', "3 min into its 5-minute window: confirmed once"),
+        ('{"look": {"minutes": 1}, "unconfirmed": {"look": {"minutes": 1}, "value": 11,'
+         ' "bound": 19, "label": "failed payments in 5 min"}}',
+         "not confirmed once the window closed (it read failed payments in 5 min 11, alarm at"
+         " 19)"),
+    ],
+)  # fmt: skip
+def test_an_incident_found_by_an_early_look_says_what_its_closed_window_said(
+    console, db, evidence, said
+):
+    anomaly_id = add_anomaly(db)
+    db.execute("UPDATE anomalies SET evidence = evidence || %s::jsonb", (evidence,))
+    html = console.get(f"/console/incidents/{anomaly_id}").text
+    assert said in re.sub(r"\s+", " ", html)
