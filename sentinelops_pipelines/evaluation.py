@@ -34,7 +34,9 @@ class Evaluated:
     found_late: int = 0
     readings: int = 0  # rows of rule_readings written
     cleared: int = 0  # incidents that cleared (quiet for a whole gap)
-    unconfirmed: int = 0  # early breaches (looks.py) these closed windows did not confirm
+    # Early breaches (looks.py) these closed windows did not confirm, or confirmed at a lower
+    # severity than the look's.
+    unconfirmed: int = 0
     announced: list[int] = field(default_factory=list)  # opened or escalated: deliver now
 
 
@@ -84,7 +86,8 @@ def evaluate_range(
     )
     # Early looks at these windows that their closed verdict did not confirm, after the
     # readings: the notice says what the closed window read.
-    result.unconfirmed = len(early.mark_unconfirmed(conn, start, end, list(enabled)))
+    marked = early.mark_unconfirmed(conn, start, end, list(enabled))
+    result.unconfirmed = len(marked) + result.outcomes["unconfirmed"]  # + breached lower
     # Same transaction as the anomalies: a run that dies leaves its windows stale.
     metrics_sql.mark_evaluated(conn, snapshots)
     # With these windows judged, incidents quiet for a whole gap are cleared (any of them: an

@@ -26,6 +26,12 @@ from sentinelops_pipelines.resources import PostgresResource, RulesResource
 from sentinelops_pipelines.slack import SlackResource, deliver_found
 
 LOOK_EVERY_SECONDS = 60
+# A rules run (a backfill, a catch-up) may hold an incident's lock for minutes: a look waits a
+# few seconds at most, then gives way, so it never piles up behind it nor holds the window's
+# rollup row that run will need (and a tick stays far inside Dagster's 60 s sensor timeout).
+LIMITS = (
+    "SELECT set_config('lock_timeout', '5s', true), set_config('statement_timeout', '20s', true)"
+)
 
 
 def database_now(conn: psycopg.Connection) -> datetime:
@@ -47,11 +53,17 @@ def open_window_sensor(
 ) -> dg.SensorResult:
     book = rules.load()
     with postgres.connect() as conn:
+        conn.execute(LIMITS)
         now = database_now(conn)
         key = f"{window_key(window_floor(now))}/{look_minutes(now)}"
         if context.cursor == key:
             return dg.SensorResult(skip_reason=f"already looked at {key}")
-        found = look(conn, book, now, get_settings().alert_min_severity)
+        try:
+            found = look(conn, book, now, get_settings().alert_min_severity)
+        except (psycopg.errors.LockNotAvailable, psycopg.errors.QueryCanceled) as exc:
+            conn.rollback()  # the next tick looks again; the closed window is judged anyway
+            return dg.SensorResult(skip_reason=f"look at {key} skipped: {type(exc).__name__} "
+                                   "(a rules run holds the window or its incident)")  # fmt: skip
     if found is None:
         return dg.SensorResult(skip_reason=f"nothing to look at in {key} (first minute, or no "
                                "rule with early looks)")  # fmt: skip

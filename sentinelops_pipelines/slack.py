@@ -74,6 +74,10 @@ class SlackResource(dg.ConfigurableResource):
         return destination.post(text, blocks)
 
 
+# What deliver() ends its pass on: Slack failing, rate limiting, or refusing the destination.
+STOPPED = frozenset({"retry_later", "rate_limited", "held"})
+
+
 def deliver_found(
     url: str, slack: SlackResource, anomaly_ids: Iterable[int], log: Any
 ) -> Counter[str]:
@@ -89,6 +93,8 @@ def deliver_found(
         with psycopg.connect(url, autocommit=True, connect_timeout=10) as conn:
             for anomaly_id in ids:
                 outcomes += deliver(conn, destination, log, anomaly_id=anomaly_id, recover=False)
+                if outcomes.keys() & STOPPED:  # the rest would wait for the same answer
+                    break
     except Exception as exc:  # the rows stay pending: the alerts job's run posts them
         log.warning("alerts not posted at once (%s); the alerts job posts them",
                     type(exc).__name__)  # fmt: skip

@@ -130,10 +130,15 @@ def recurred_text(notice: dict) -> str:
 
 def unconfirmed_text(notice: dict) -> str:
     """`not confirmed: found 2 min into the 14:30 UTC window, which at its close read failed
-    payments in 5 min 4 (alarm at 9)`."""
+    payments in 5 min 4 (alarm at 9)`; `not confirmed at HIGH: …, which at its close breached
+    at LOW only` when the closed window breached, less than the look said."""
     minutes = (notice.get("look") or {}).get("minutes")
-    text = "not confirmed: found " + (f"{minutes} min into " if minutes else "early in ")
+    looked, closed = notice.get("look_severity"), notice.get("severity")
+    text = f"not confirmed at {looked.upper()}" if looked and closed else "not confirmed"
+    text += ": found " + (f"{minutes} min into " if minutes else "early in ")
     text += f"the {when(notice.get('window_start'))} window, which at its close"
+    if looked and closed:
+        return text + f" breached at {closed.upper()} only"
     if notice.get("label") and notice.get("value") is not None:
         text += f" read {escape(notice['label'])} {_number(notice['value'])}"
         if notice.get("bound") is not None:

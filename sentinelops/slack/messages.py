@@ -112,6 +112,8 @@ def look_line(evidence: dict[str, Any] | None) -> str:
     if not seen:
         return ""
     found = f"\n:eyes: Found {seen.get('minutes')} min into its 5-minute window"
+    if unconfirmed and unconfirmed.get("severity"):
+        return found + f"; once closed, it breached at {unconfirmed['severity'].upper()} only"
     if unconfirmed:
         return found + "; not confirmed once the window closed"
     if "early_look" in evidence:

@@ -158,8 +158,9 @@ class IntegrityRule(_Rule):
     min_invalid: int = Field(ge=1)
     share_medium: float = Field(gt=0, le=1)  # invalid share of all attempts for medium
     severity_all_invalid: Severity = "high"
-    # Judge the window still open once a minute: a count that only grows, so an early breach
-    # is one the closed window confirms.
+    # Judge the window still open once a minute. The invalid count only grows, so an early
+    # breach still breaches once the window closes; its severity may fall as verified events
+    # arrive (the share drops), which the closed window then says in the incident's thread.
     early_looks: bool = False
 
 

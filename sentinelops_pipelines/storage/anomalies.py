@@ -26,7 +26,7 @@ from sentinelops.slack import outbox as notifications
 from sentinelops.windows import WINDOW
 from sentinelops_pipelines.rules.model import Finding
 
-Outcome = Literal["opened", "extended", "escalated", "unchanged", "confirmed"]
+Outcome = Literal["opened", "extended", "escalated", "unchanged", "confirmed", "unconfirmed"]
 ACTOR = "rules"
 
 SAMPLE_IDS = """
@@ -154,7 +154,7 @@ def record(
     if "sample_event_ids" not in evidence:
         evidence["sample_event_ids"] = sample_event_ids(conn, finding)
     if seen is not None and confirming:
-        outcome = _confirm(conn, seen[0], finding, evidence, key, end, late_after)
+        outcome = _confirm(conn, seen[0], finding, evidence, key, end, late_after, seen[1])
         if outcome == "escalated":
             enqueue(seen[0], outcome)
         return outcome
@@ -207,13 +207,14 @@ def record(
     return outcome
 
 
-# The window's verdict so far came from an early look (or was one the closed window did not
-# confirm, which a late event may still confirm).
-PROVISIONAL = "(evidence ? 'look' OR evidence ? 'unconfirmed')"
+# The window's verdict so far came from an early look, or was one the closed window found no
+# breach in (early.py), which a late event may still confirm. A closed verdict below the look's
+# (`_confirm`) is the closed window's own: it carries `early_look`, and is not provisional.
+PROVISIONAL = "(evidence ? 'look' OR evidence ? 'unconfirmed' AND NOT evidence ? 'early_look')"
 
 # The closed window's verdict on a window an early look found: the window keeps its row (the
-# incident's count does not change) and takes this evidence, with the look it confirms. The
-# incident takes it too when its evidence was that window's.
+# incident's count does not change) and takes this verdict and evidence, with the look it
+# confirms. The incident takes the evidence too when its evidence was that window's.
 CONFIRM_WINDOW = """
 UPDATE anomaly_windows
    SET severity = %(severity)s,
@@ -233,17 +234,30 @@ UPDATE anomalies
 
 
 def _confirm(conn: Connection, anomaly_id: int, finding: Finding, evidence: dict, key: dict,
-             end: datetime, late_after: timedelta | None) -> Outcome:  # fmt: skip
-    """The closed window breaches where an early look found it: its evidence (and the
-    incident's, if it was this window's) becomes the closed window's; the severity rises if it
-    is worse, never falls."""
+             end: datetime, late_after: timedelta | None, looked: str) -> Outcome:  # fmt: skip
+    """The closed window breaches where an early look found it, at `finding.severity`; the look
+    said `looked`. At that severity or above, the look is confirmed: the window's and (if it
+    was that window's) the incident's evidence become the closed window's, and a worse verdict
+    escalates. Below it, the breach is confirmed but the look's severity is not: the window
+    keeps the closed verdict, its evidence says `unconfirmed` with both severities, and an
+    announced incident's thread is told (severity never falls: the alert went out at it)."""
     current, cleared_at = conn.execute(
         "SELECT severity, cleared_at FROM anomalies WHERE id = %s FOR UPDATE", (anomaly_id,)
     ).fetchone()  # type: ignore[misc]
-    severity = higher(finding.severity, current)
+    lower = rank(finding.severity) < rank(looked)
+    if lower:
+        evidence = {**evidence, "unconfirmed": {"severity": finding.severity,
+                                                "look_severity": looked}}  # fmt: skip
     (confirmed,) = conn.execute(
-        CONFIRM_WINDOW, {**key, "severity": severity, "evidence": Jsonb(evidence)}
+        CONFIRM_WINDOW, {**key, "severity": finding.severity, "evidence": Jsonb(evidence)}
     ).fetchone()  # type: ignore[misc]
+    if lower:
+        unconfirmed = {**confirmed["unconfirmed"], "look": confirmed["early_look"]}
+        confirmed["unconfirmed"] = unconfirmed
+        notifications.enqueue_notice(
+            conn, anomaly_id, "unconfirmed", key=key["start"].isoformat(),
+            payload={**unconfirmed, "window_start": key["start"].isoformat()},
+        )  # fmt: skip
     if rank(finding.severity) > rank(current):
         _extend(conn, anomaly_id, current, cleared_at, finding, confirmed, key["start"], end,
                 late_after)  # fmt: skip
@@ -253,7 +267,7 @@ def _confirm(conn: Connection, anomaly_id: int, finding: Finding, evidence: dict
         {"id": anomaly_id, "evidence": Jsonb(confirmed), "title": finding.title,
          "start_iso": key["start"].isoformat()},
     )  # fmt: skip
-    return "confirmed"
+    return "unconfirmed" if lower else "confirmed"
 
 
 def _extend(conn: Connection, anomaly_id: int, severity: str, cleared_at: datetime | None,

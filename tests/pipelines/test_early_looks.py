@@ -20,7 +20,7 @@ from sentinelops_pipelines.evaluation import evaluate_range
 from sentinelops_pipelines.looks import look
 from sentinelops_pipelines.resources import PostgresResource, RulesResource
 from sentinelops_pipelines.rules.definitions import load_rules
-from sentinelops_pipelines.slack import deliver_found
+from sentinelops_pipelines.slack import SlackResource, deliver_found
 from sentinelops_pipelines.storage import metrics as metrics_sql
 from tests import streams
 from tests.local_http import ScriptedServer
@@ -154,6 +154,64 @@ def test_an_early_breach_the_closed_window_does_not_confirm_stays_and_says_so(
     kinds = db.execute("SELECT kind, status FROM notifications WHERE anomaly_id = %s ORDER BY id",
                        (anomaly_id,)).fetchall()  # fmt: skip
     assert kinds == [("opened", "sent"), ("unconfirmed", "sent")]
+
+
+def test_a_closed_window_breaching_less_than_its_look_says_so_and_keeps_its_own_verdict(
+    database_url, db, steady, slack_server
+):
+    """webhook_integrity: five rejected attempts and nothing verified a minute in is HIGH; with
+    a hundred verified events by the close, the same five are LOW. The alert went out at HIGH
+    (severity never falls), so the thread says the closed window did not confirm that."""
+    for i in range(5):
+        db.execute(
+            "INSERT INTO webhook_rejections (received_at, reason, body_size)"
+            " VALUES (%s, 'signature_mismatch', 10)",
+            (W + timedelta(seconds=10 * i),),
+        )
+    seen = look_at(database_url, W + timedelta(minutes=1, seconds=5))
+    assert seen is not None and seen.by_rule["webhook_integrity:opened"] == 1
+    deliver(database_url, slack_server, seen.announced)
+    verified = payments(W + timedelta(minutes=2), 100, every=1)
+    streams.store(database_url, verified, received_at=W + timedelta(minutes=2))
+    assert close(database_url).unconfirmed == 1
+    close(database_url)  # judged again: nothing more
+    ((anomaly_id, severity, evidence),) = db.execute(
+        "SELECT id, severity, evidence FROM anomalies WHERE rule = 'webhook_integrity'"
+    ).fetchall()
+    assert severity == "high"
+    assert evidence["unconfirmed"] == {"severity": "low", "look_severity": "high",
+                                       "look": evidence["early_look"]}  # fmt: skip
+    assert db.execute(
+        "SELECT severity FROM anomaly_windows WHERE rule = 'webhook_integrity'"
+    ).fetchall() == [("low",)]  # the window keeps the closed verdict, not the look's
+    deliver(database_url, slack_server, [anomaly_id])
+    texts = [r.json()["text"] for r in slack_server.accepted]
+    assert len(texts) == 2, texts
+    assert f"#{anomaly_id} not confirmed at HIGH: found 1 min into the" in texts[1]
+    assert texts[1].split(" · ")[0].endswith("at its close breached at LOW only")
+
+
+def test_a_look_gives_way_to_a_rules_run_holding_the_incident(database_url, steady, monkeypatch):
+    """A long rules run (a backfill) holds the rule's incident lock: the look waits its lock
+    timeout, then skips this minute instead of piling up behind the run."""
+    monkeypatch.setattr(open_window, "database_now", lambda conn: W + timedelta(minutes=2))
+    monkeypatch.setattr(open_window, "LIMITS", "SELECT set_config('lock_timeout', '200ms', true)")
+    streams.store(database_url, declines(W + timedelta(seconds=5), 20))
+    resources = {
+        "postgres": PostgresResource(database_url=database_url),
+        "rules": RulesResource(path=live_rules_file()),
+        "slack": SlackResource(),
+    }
+    with dg.instance_for_test() as instance, psycopg.connect(database_url) as run:
+        run.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
+                    (f"anomaly:{RULE}:all",))  # fmt: skip
+        context = dg.build_sensor_context(instance=instance, resources=resources)
+        result = open_window.open_window_sensor(context)
+        assert result.skip_reason is not None and "LockNotAvailable" in str(result.skip_reason)
+        assert result.cursor is None  # the next tick looks again
+        run.rollback()
+        result = open_window.open_window_sensor(context)
+        assert result.asset_events and result.cursor
 
 
 def test_the_sensor_looks_once_a_minute_posts_at_once_and_reports_the_look(
