@@ -2,7 +2,7 @@
 quiet on ordinary traffic, at every volume?
 
     uv run python benchmarks/detection.py [--shapes small,medium,large] [--seed N]
-        [--rules FILE] [--list-false] [--database-url URL]
+        [--rules FILE] [--no-looks] [--list-false] [--database-url URL]
 
 Per shape (tests/merchants.py: small ~100 payments a day, medium ~2,000 with daily and weekly
 seasonality and growth, large ~30,000), a deterministic 60-day stream for `--seed` (tune on 1,
@@ -11,8 +11,13 @@ the end; on --database-url's server, else DATABASE_URL's, else the machine's Pos
 product's own code then judges it: `metrics.roll_up` over the 60 days, then for each day of the
 evaluated month the `anomalies` asset's own pass (`evaluation.evaluate_range`: every enabled rule
 of the rule book, --rules else the packaged rules.toml, each finding recorded and diagnosed),
-committed per day. The anomalies are matched to the injected incidents (definitions are printed).
-Not a test: nothing is asserted.
+committed per day. Before each day's pass, every window of the day is also looked at while still
+open, at minutes 1 to 4, by the open-window sensor's own `looks.judge` for the rules with
+`early_looks` (detection_looks.py), so the closed pass confirms each early breach or marks it
+unconfirmed, as in production; --no-looks skips them (the rule book unchanged: its closed
+windows keep only their share of the budget). The anomalies are matched to the injected
+incidents (definitions are printed), and what the looks did is counted. Not a test: nothing is
+asserted.
 """
 
 from __future__ import annotations
@@ -29,10 +34,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.merchants
 
 import psycopg
 from bench_support import scratch_database
+from detection_looks import LookStats, look_day, windows
 from detection_report import DEFINITIONS, Anomaly, Score, print_shape, print_summary, score
 from psycopg import sql
 
 from sentinelops_pipelines.evaluation import evaluate_range
+from sentinelops_pipelines.looks import early_rules
 from sentinelops_pipelines.rules.definitions import RuleBook, load_rules
 from sentinelops_pipelines.rules.significance import binomial_sf
 from sentinelops_pipelines.storage import metrics
@@ -59,7 +66,7 @@ SELECT indexname, indexdef FROM pg_indexes
  WHERE schemaname = 'public' AND tablename = 'stripe_events' AND indexname <> 'stripe_events_pkey'
 """
 ANOMALIES = """
-SELECT rule, scope, severity, window_start, window_end, title FROM anomalies
+SELECT rule, scope, severity, window_start, window_end, title, id FROM anomalies
  ORDER BY window_start, rule, scope
 """
 
@@ -120,28 +127,41 @@ def as_realized(url: str, incidents: list[Incident]) -> list[Incident]:
     return out
 
 
-def judge(url: str, book: RuleBook) -> list[Anomaly]:
-    """The evaluated month judged as the `anomalies` asset judges it, a day per run; the
+def judge(url: str, book: RuleBook, stats: LookStats | None) -> list[Anomaly]:
+    """The evaluated month judged as the `anomalies` asset judges it, a day per run, each day's
+    windows first looked at while open (with `stats`, which counts what the looks did); the
     anomalies recorded."""
     with psycopg.connect(url) as conn:
         for day in range(30):
             s = EVALUATED_FROM + timedelta(days=day)
-            evaluate_range(conn, book, s, s + timedelta(days=1), "medium")
+            if stats is not None:
+                t0 = time.perf_counter()
+                look_day(conn, book, s, s + timedelta(days=1), stats)
+                stats.seconds += time.perf_counter() - t0
+            done = evaluate_range(conn, book, s, s + timedelta(days=1), "medium")
+            if stats is not None:
+                stats.unconfirmed_marked += done.unconfirmed
             conn.commit()
+        if stats is not None:
+            windows(conn, book, stats)
         return [Anomaly(*row) for row in conn.execute(ANOMALIES).fetchall()]
 
 
-def run_shape(url: str, name: str, seed: int, book: RuleBook) -> Score:
+def run_shape(url: str, name: str, seed: int, book: RuleBook, with_looks: bool) -> Score:
     stream = generate(SHAPES[name], seed)
     timings, t0 = {}, time.perf_counter()
     events = load_stream(url, stream)
     timings["load"] = (t1 := time.perf_counter()) - t0
     roll_up(url)
     timings["rollup"] = (t2 := time.perf_counter()) - t1
-    found = judge(url, book)
+    stats = LookStats() if with_looks else None
+    found = judge(url, book, stats)
     timings["evaluate"] = time.perf_counter() - t2
+    if stats is not None:
+        timings["evaluate"] -= stats.seconds
+        timings["looks"] = stats.seconds
     result = score(name, as_realized(url, stream.incidents), stream.benign, found)
-    result.timings, result.events = timings, events
+    result.timings, result.events, result.looks = timings, events, stats
     return result
 
 
@@ -150,6 +170,10 @@ def main() -> None:
     parser.add_argument("--shapes", default="small,medium,large")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--rules", default=None, help="a rules TOML file (default: packaged)")
+    parser.add_argument(
+        "--no-looks", action="store_true",
+        help="closed windows only, no early looks (the rule book unchanged)",
+    )  # fmt: skip
     parser.add_argument("--list-false", action="store_true", help="print false alarms' titles")
     parser.add_argument("--database-url", default=os.environ.get("DATABASE_URL") or MACHINE_DB)
     args = parser.parse_args()
@@ -160,12 +184,15 @@ def main() -> None:
     role = {1: "tuning seed", 2: "held-out seed"}.get(args.seed, "other seed")
     print(f"detection benchmark: seed {args.seed} ({role}); rules {args.rules or 'rules.toml'}")
     print(f"shapes {', '.join(shapes)}; evaluated month {EVALUATED_FROM:%Y-%m-%d} .. +30 days,"
-          f" after 30 days of history\n")  # fmt: skip
+          f" after 30 days of history")  # fmt: skip
+    early = ", ".join(early_rules(book)) or "none"
+    looking = "off (--no-looks)" if args.no_looks else "every window at minutes 1-4, then closed"
+    print(f"early looks: {looking}; early-look rules: {early}\n")
     print(DEFINITIONS)
     started, scores = time.perf_counter(), []
     with scratch_database(args.database_url, SCRATCH_DB, STATEMENT_TIMEOUT_MS) as url:
         for name in shapes:
-            scores.append(run_shape(url, name, args.seed, book))
+            scores.append(run_shape(url, name, args.seed, book, not args.no_looks))
             print_shape(scores[-1], args.list_false)
     print_summary(scores)
     print(f"total {time.perf_counter() - started:.0f} s")

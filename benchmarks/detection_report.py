@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from bench_support import table
+from detection_looks import LookStats, summary_rows
 
 from sentinelops.severity import LOWEST_FIRST, rank
 from tests.merchant_incidents import Benign, Incident
@@ -19,7 +20,14 @@ overlaps its span +-30 min at or above the severity it needs (failure-type incid
 medium, the others low). A false alarm is any anomaly, of any severity, that overlaps no
 incident span +-30 min. "below data": the data cannot show the incident (reason given); it is
 not scored. Targets per shape and month: every incident found, at most 1 medium/high false
-alarm, at most 5 false alarms in total."""
+alarm, at most 5 false alarms in total. "anomalies": how many anomalies of its rule overlap
+the incident (more than 1: the incident was split). Early looks: incidents a look at a window
+still open opened; "found early": before any of their windows closed breaching (a day's looks
+run before its closed pass, so a look may reach an incident before an earlier window's closed
+verdict does; in production that verdict comes first); "only unconfirmed": incidents whose
+every window was a look's that its closed window did not confirm; for the incidents found
+early, how many minutes before the close of the window looked at, and before the end of the
+incident's first window that breached when closed (medians)."""
 
 
 @dataclass(frozen=True)
@@ -30,6 +38,7 @@ class Anomaly:
     start: datetime
     end: datetime
     title: str
+    id: int = 0
 
 
 def _overlaps(a: Anomaly, start: datetime, end: datetime) -> bool:
@@ -48,6 +57,8 @@ class Score:
     benign: list[Benign]
     timings: dict[str, float] = field(default_factory=dict)
     events: int = 0
+    split: list[int] = field(default_factory=list)  # anomalies of its rule per incident
+    looks: LookStats | None = None  # None: run without early looks
 
     def found(self, i: Incident, best: str | None) -> bool:
         return best is not None and rank(best) >= rank(i.needs)
@@ -69,12 +80,13 @@ class Score:
 
 def score(shape: str, incidents: list[Incident], benign: list[Benign],
           anomalies: list[Anomaly]) -> Score:  # fmt: skip
-    matched = []
+    matched, split = [], []
     for i in incidents:
         levels = [a.severity for a in anomalies if _of(a, i) and _overlaps(a, i.start, i.end)]
         matched.append((i, max(levels, key=rank, default=None)))
+        split.append(len(levels))
     false = [a for a in anomalies if not any(_overlaps(a, i.start, i.end) for i in incidents)]
-    return Score(shape, matched, false, benign)
+    return Score(shape, matched, false, benign, split=split)
 
 
 def _span(start: datetime, end: datetime) -> str:
@@ -93,10 +105,10 @@ def print_shape(s: Score, list_false: bool) -> None:
     days = 30
     print(f"\n== {s.shape}: {s.events:,} events over 60 days; evaluated month of {days} days")
     print("timings: " + ", ".join(f"{k} {v:.1f} s" for k, v in s.timings.items()) + "\n")
-    rows = [["incident", "span (UTC)", "rule", "needs", "found? (best severity)"]]
-    for i, best in s.incidents:
+    rows = [["incident", "span (UTC)", "rule", "needs", "found? (best severity)", "anomalies"]]
+    for (i, best), n in zip(s.incidents, s.split, strict=True):
         rule = i.rule + (f"/{i.scope}" if i.scope else "")
-        rows.append([i.kind, _span(i.start, i.end), rule, i.needs, _verdict(s, i, best)])
+        rows.append([i.kind, _span(i.start, i.end), rule, i.needs, _verdict(s, i, best), str(n)])
     table(rows)
     for i, _ in s.incidents:
         if i.below_data:
@@ -111,6 +123,8 @@ def print_shape(s: Score, list_false: bool) -> None:
     table(rows)
     for name, ok, detail in s.verdicts():
         print(f"  {'PASS' if ok else 'FAIL'}  {name}: {detail}")
+    if s.looks is not None:
+        print_looks(s)
     if list_false and s.false:
         print(f"\n  false alarms of {s.shape}:")
         for a in s.false:
@@ -119,6 +133,30 @@ def print_shape(s: Score, list_false: bool) -> None:
             print(
                 f"  {_span(a.start, a.end)}  {a.severity:<6} {a.rule}/{a.scope}: {a.title}{where}"
             )
+
+
+def _false_ids(s: Score) -> set[int]:
+    return {a.id for a in s.false}
+
+
+def print_looks(s: Score) -> None:
+    """What the early looks did in this shape's month."""
+    assert s.looks is not None
+    lk = s.looks
+    print()
+    table(summary_rows([(s.shape, lk)], {s.shape: _false_ids(s)}))
+    outcomes = ", ".join(f"{k} {v}" for k, v in sorted(lk.outcomes.items())) or "none"
+    print(f"  look findings by outcome: {outcomes}; unconfirmed marked by the closed passes:"
+          f" {lk.unconfirmed_marked}; windows still only a look's:"
+          f" {lk.pending_windows}")  # fmt: skip
+    false = _false_ids(s)
+    for anomaly_id, (start, m) in sorted(lk.opened.items()):
+        end = lk.closed_first.get(anomaly_id)
+        closed = f"first closed breach ends {end:%m-%d %H:%M}" if end else "never confirmed"
+        kind = "FALSE ALARM" if anomaly_id in false else "incident"
+        early = "found early" if anomaly_id in lk.early() else "a closed window found it first"
+        print(f"  opened by a look: #{anomaly_id} window {start:%m-%d %H:%M} at minute {m};"
+              f" {closed}; {early}; {kind}")  # fmt: skip
 
 
 def print_summary(scores: list[Score]) -> None:
@@ -146,3 +184,8 @@ def print_summary(scores: list[Score]) -> None:
         rows.append([s.shape, *counts, str(len(s.false)), *marks])
     print("FALSE ALARMS per month and VERDICTS\n")
     table(rows)
+    looked = [s for s in scores if s.looks is not None]
+    if looked:
+        print("EARLY LOOKS per month\n")
+        table(summary_rows([(s.shape, s.looks) for s in looked if s.looks is not None],
+                           {s.shape: _false_ids(s) for s in looked}))  # fmt: skip
