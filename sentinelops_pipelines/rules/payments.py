@@ -202,7 +202,8 @@ def failure_rate(name: str, rule: FailureRateRule, w: Window) -> list[Finding]:
     breached = sorted({k for _, k, _ in verdicts}, key=lambda k: int(k.removesuffix("m")))
     if "5m" in breached and len(breached) > 1 and rule.raise_on_agreement:
         severity = one_up(severity)
-    minutes = int(strongest.removesuffix("m"))
+    # What the window covered: an early look has seen only the first minutes of its last 5.
+    minutes = int(strongest.removesuffix("m")) - 5 + (w.look_minutes or 5)
     if measure == "processing":
         title = (
             f"Payments failing with processing errors: {shown['failed']} of"
@@ -257,5 +258,8 @@ def failure_rate(name: str, rule: FailureRateRule, w: Window) -> list[Finding]:
 
 
 def duration(minutes: int) -> str:
-    """A window length as titles and labels say it: 30 min, 2 h."""
-    return f"{minutes // 60} h" if minutes >= 60 else f"{minutes} min"
+    """A window length as titles and labels say it: 30 min, 2 h, 1 h 57 min (an early look)."""
+    hours, rest = divmod(minutes, 60)
+    if not hours:
+        return f"{minutes} min"
+    return f"{hours} h" + (f" {rest} min" if rest else "")

@@ -23,7 +23,7 @@ def integrity(name: str, rule: IntegrityRule, w: Window) -> list[Finding]:
         if share >= rule.share_medium
         else "low"
     )
-    title = f"{invalid} webhook attempts failed verification in 5 min" + (
+    title = f"{invalid} webhook attempts failed verification in {w.look_minutes or 5} min" + (
         " and none verified" if verified == 0 else f" ({percent(share)} of attempts)"
     )
     evidence = {

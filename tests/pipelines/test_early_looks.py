@@ -95,6 +95,8 @@ def test_an_early_breach_and_its_closed_window_are_one_anomaly_and_one_alert(
     assert "Found 2 min into its 5-minute window, before it closed" in json.dumps(alert.json())
     anomaly_id, evidence, severity = anomaly(db)
     assert evidence["look"]["minutes"] == 2 and evidence["observed"]["failed"] == 20
+    # It says what the look saw: 2 minutes of the window, not 5 (27 of 30, 117 of 120).
+    assert evidence["observed"]["window"] in ("2 min", "27 min", "1 h 57 min")
     # A look is partial: the window is not evaluated, so coverage still wants it judged.
     (evaluated,) = db.execute(
         "SELECT evaluated_snapshot FROM window_metrics WHERE window_start = %s", (W,)
