@@ -11,7 +11,7 @@ $(CURDIR)/.tools/bin/uv:
 	$(CURDIR)/.tools/bin/pip install --quiet --disable-pip-version-check uv
 
 install: $(UV)
-	$(UV) sync --locked
+	$(UV) sync --locked --compile-bytecode
 
 run: install
 	$(UV) run --locked sentinelops up

@@ -146,6 +146,8 @@ def stack_pids(up: int, home: Path, db_url: str, external: bool) -> dict[str, in
         for name in ("dagster-webserver", "dagster-daemon"):
             if name in line:
                 pids[name] = child
+        if "code-server start" in line:  # the one code server `up` starts for both
+            pids["code-server"] = child
         if "sentinelops.cli api" in line:
             pids["api"] = child
     if external:

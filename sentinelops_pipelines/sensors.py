@@ -23,6 +23,7 @@ from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 
+from sentinelops.slack import outbox
 from sentinelops.slack.messages import failure_message
 from sentinelops.windows import WINDOW, window_floor, window_key
 from sentinelops_pipelines.assets.rules import REASON_TAG
@@ -178,10 +179,18 @@ def needs_delivery(instance: dg.DagsterInstance, run_id: str) -> bool:
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Deliver Slack notifications right after each successful rules run.",
 )
-def alerts_after_runs_sensor(context: dg.RunStatusSensorContext) -> dg.RunRequest | dg.SkipReason:
+def alerts_after_runs_sensor(
+    context: dg.RunStatusSensorContext, postgres: PostgresResource
+) -> dg.RunRequest | dg.SkipReason:
     run = context.dagster_run
     if not needs_delivery(context.instance, run.run_id):
         return dg.SkipReason(f"run {run.run_id} of {run.job_name} cannot have opened an anomaly")
+    # Nothing to post (a quiet window, the usual case): no delivery run, whose worker process
+    # costs seconds of CPU every 5 minutes. The run's notifications are committed before it
+    # succeeds, so they are seen here.
+    with postgres.connect() as conn:
+        if outbox.pending_count(conn) == 0:
+            return dg.SkipReason(f"run {run.run_id} of {run.job_name} left nothing to post")
     return dg.RunRequest(run_key=f"after:{run.run_id}")
 
 

@@ -1,9 +1,10 @@
-"""The alert sensors: delivery follows every run that may have opened an anomaly, and a
-failed run reaches Slack through the same webhook."""
+"""The alert sensors: delivery follows every run that may have opened an anomaly and left a
+notification to post, and a failed run reaches Slack through the same webhook."""
 
 from __future__ import annotations
 
 import dagster as dg
+import psycopg
 import pytest
 
 from sentinelops_pipelines.assets.alerts import slack_notifications
@@ -50,9 +51,18 @@ class TestSensors:
                     dagster_instance=instance,
                     dagster_run=instance.get_run_by_id(run.run_id),
                     dagster_event=run.get_run_success_event(),
+                    resources={"postgres": postgres},
                 )
             )
 
+        # A quiet window left nothing to post: no delivery run.
+        quiet = evaluate(rules_run)
+        assert isinstance(quiet, dg.SkipReason) and "nothing to post" in str(quiet.skip_message)
+        with psycopg.connect(database_url, autocommit=True) as conn:  # one to post
+            conn.execute(
+                "INSERT INTO notifications (kind, payload, dedupe_key)"
+                " VALUES ('catch_up', '[1]', 'catch-up:1')"
+            )
         assert evaluate(rules_run).run_key == f"after:{rules_run.run_id}"
         assert isinstance(evaluate(delivery_run), dg.SkipReason)
 
