@@ -1,6 +1,6 @@
 """Latency: from a payment-failure spike's last event to its Slack post, on `sentinelops up`.
 
-    uv run python benchmarks/latency.py                      # 3 spikes: 20 to 25 minutes
+    uv run python benchmarks/latency.py                      # 3 spikes, then CPU: ~30-35 min
     uv run python benchmarks/latency.py --spikes 1 --warmup-minutes 0 --idle-seconds 30
     uv run python benchmarks/latency.py --database-url postgresql://…/postgres
 
@@ -13,11 +13,27 @@ declined: the rule's default usual rate of 5%, which a new account is judged aga
 a day of history), for at least --warmup-minutes and up to a window boundary; then, in each of
 the next --spikes 5-minute windows, a failure spike on top (26 of 40 payments declined within one
 minute) placed at the window's start, middle and end in turn. For each spike it records the time
-from its last event's 2xx to the chat.postMessage that opened its incident in the fake Slack
-(matched by the message metadata's anomaly id), then resolves the incident through the API, so
-the next spike opens one of its own. It prints those seconds with min / median / p95, where they
-went (Dagster's run times, from its GraphQL API), and the stack's CPU (its process tree, the
-database server included) under the steady traffic and at idle. Nothing is asserted.
+from its last event's 2xx to the top-level chat.postMessage of its incident in the fake Slack
+(matched by the message metadata's anomaly id), then, once the spike is over, resolves the
+incident through the API, so the next spike opens one of its own.
+
+It prints, per spike, what found it: an early look at minute m of the still-open window (the
+`open_window_sensor`, from the window's evidence: `look`, then `early_look` once the closed
+window confirmed it, or `unconfirmed`), or the closed window's rules run; and where the seconds
+went on that path (last event -> minute m -> the look -> the post; or last event -> window close
+-> rules run created -> started -> the post, by the rules run itself or the alerts run). Then
+min / median / p95 against the targets (median <= 75 s, p95 <= 120 s), and duplicate alerts
+(a second top-level post for one anomaly, a second incident for one spike).
+
+CPU: after the spikes and --idle-seconds of quiet, four phases of --cpu-seconds each, every one
+within minutes 1-4 of a window (the minutes the sensor looks), started with no Dagster run going
+and, with the sensor on, placed so its ticks (one a minute) fall whole inside (one in 60 s):
+idle with open_window_sensor running, idle with it stopped, 300 events/s (the soak
+benchmark's sender, benchmarks/soak.py) with it running, and stopped. The sensor is stopped and
+started as a user would, through the Dagster webserver's GraphQL API (stopSensor/startSensor,
+what the UI's toggle calls). One table: each process's CPU (with its descendants, the database
+server included) in % of one core, the stack's total, and on minus off at idle and under load;
+the first row is the whole spike phase, the 5-minute runs included. Nothing is asserted.
 Loopback only; everything started is stopped, also on Ctrl-C.
 """
 
@@ -44,18 +60,23 @@ import bench_support as bench
 import httpx
 import psycopg
 import stripe
-from bench_support import HOST, ROOT, WEBHOOK, table
+import uvloop
+from bench_support import HOST, ROOT, WEBHOOK
 from latency_report import (
-    PARTS,
+    Phase,
     Spike,
     breakdown,
     clock,
-    cpu_row,
+    cpu_shares,
     cpu_snapshot,
+    cpu_table,
     dagster_runs,
+    duplicates,
+    graphql,
     report,
+    summary,
 )
-from soak import stack_pids, stop_stack, wait_up
+from soak import soak, stack_pids, stop_stack, wait_up
 
 from sentinelops import embedded
 from sentinelops_pipelines.demo.traffic import ACCEPTED, DECLINED
@@ -180,42 +201,226 @@ def shutdown(
 
 # --- following each spike to Slack -------------------------------------------------------------
 SPIKE_ANOMALY = """
-SELECT a.id, a.severity FROM anomaly_windows w JOIN anomalies a ON a.id = w.anomaly_id
+SELECT a.id, a.severity, extract(epoch FROM a.detected_at)::float8
+  FROM anomaly_windows w JOIN anomalies a ON a.id = w.anomaly_id
  WHERE w.rule = %s AND w.window_start = to_timestamp(%s)
+"""
+# The spike window's verdict as it ends up: who found it (an early look or the closed window).
+SPIKE_EVIDENCE = """
+SELECT w.evidence FROM anomaly_windows w
+ WHERE w.rule = %s AND w.window_start = to_timestamp(%s)
+"""
+# The rule's incidents opened in a range of windows: one per spike expected.
+OPENED_IN = """
+SELECT id FROM anomalies
+ WHERE rule = %s AND window_start >= to_timestamp(%s) AND window_start < to_timestamp(%s)
+ ORDER BY id
 """
 
 
-def opening_post(slack: FakeSlack, anomaly_id: int) -> float | None:
-    """When the message that opened this incident reached Slack (its ts is the fake's clock)."""
+def top_post(slack: FakeSlack, anomaly_id: int) -> dict | None:
+    """The first top-level message of this incident (its ts is the fake's clock): the one
+    that opened it, or an escalation's when its opening was below the alert severity."""
     for message in slack.top_level():
         payload = (message["metadata"] or {}).get("event_payload") or {}
-        if str(payload.get("anomaly_id")) == str(anomaly_id) and payload.get("change") == "opened":
-            return float(message["ts"])
+        if str(payload.get("anomaly_id")) == str(anomaly_id):
+            return message
     return None
 
 
 def follow(spike: Spike, conn: psycopg.Connection, slack: FakeSlack, api: str, token: str,
            earlier: set[int], timeout: float) -> None:  # fmt: skip
-    """Wait for the spike's incident to be posted, then resolve it, so that the next spike
-    opens its own (a breach within the rule's quiet gap of an open incident extends it)."""
+    """Wait for the spike's incident to be posted, then, once its last payment is sent,
+    resolve it, so that the next spike opens its own (a breach within the rule's quiet gap of
+    an open incident extends it). An early look may post it before the spike is over."""
     deadline = spike.window + WINDOW + timeout
+    over = spike.window + POSITIONS[spike.position] + SPIKE_SECONDS + 2
     while time.time() < deadline:
         row = conn.execute(SPIKE_ANOMALY, (RULE, spike.window)).fetchone()
         if row is not None:
-            spike.anomaly, spike.severity = row
+            spike.anomaly, spike.severity, spike.detected = row
             if spike.anomaly in earlier:
                 spike.note = f"extended incident {spike.anomaly}, not yet resolved: no post"
                 return
-            if (posted := opening_post(slack, spike.anomaly)) is not None:
-                spike.posted = posted
+            if spike.posted is None and (message := top_post(slack, spike.anomaly)) is not None:
+                spike.posted = float(message["ts"])
+                payload = (message["metadata"] or {}).get("event_payload") or {}
+                spike.post_change = payload.get("change")
+            if spike.posted is not None and time.time() >= over:
                 patch = {"status": "resolved", "note": "latency benchmark: next spike"}
                 auth = {"Authorization": f"Bearer {token}"}
                 httpx.patch(f"{api}/api/v1/anomalies/{spike.anomaly}", json=patch, headers=auth)
                 return
         time.sleep(0.25)
-    spike.note = "no anomaly in time" if spike.anomaly is None else "not posted in time"
+    if spike.posted is None:
+        spike.note = "no anomaly in time" if spike.anomaly is None else "not posted in time"
     if spike.severity == "low":
         spike.note += " (severity low: posted from medium)"
+
+
+# --- the open-window sensor, switched as a user would: the webserver's GraphQL API -------------
+SENSOR = "open_window_sensor"
+LOCATE = """{ repositoriesOrError { __typename ... on RepositoryConnection { nodes {
+  name location { name } sensors { name sensorState { id status } } } } } }"""
+STOP = """mutation($id: String!) { stopSensor(id: $id) { __typename
+  ... on StopSensorMutationResult { instigationState { status } }
+  ... on PythonError { message } ... on UnauthorizedError { message } } }"""
+START = """mutation($s: SensorSelector!) { startSensor(sensorSelector: $s) { __typename
+  ... on Sensor { sensorState { status } } ... on PythonError { message }
+  ... on UnauthorizedError { message } ... on SensorNotFoundError { message } } }"""
+TICKS = """query($s: SensorSelector!, $after: Float, $before: Float) {
+  sensorOrError(sensorSelector: $s) { __typename ... on Sensor { sensorState {
+    ticks(afterTimestamp: $after, beforeTimestamp: $before, limit: 200) {
+      timestamp endTimestamp status skipReason } } } } }"""
+
+
+NOT_LOOKED = ("already looked at", "nothing to look at")  # open_window_sensor's skip reasons
+
+
+class SensorSwitch:
+    """open_window_sensor's state in the stack's Dagster (the UI's toggle, by GraphQL)."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        for repo in graphql(port, LOCATE)["repositoriesOrError"].get("nodes", []):
+            for sensor in repo["sensors"]:
+                if sensor["name"] == SENSOR:
+                    location = repo["location"]["name"]
+                    self.selector = {"repositoryName": repo["name"], "sensorName": SENSOR,
+                                     "repositoryLocationName": location}  # fmt: skip
+                    self.state_id = sensor["sensorState"]["id"]
+                    return
+        raise RuntimeError(f"{SENSOR} is not in the stack's Dagster workspace")
+
+    def set(self, running: bool) -> None:
+        if running:
+            answer = graphql(self.port, START, {"s": self.selector})["startSensor"]
+            status = (answer.get("sensorState") or {}).get("status")
+        else:
+            answer = graphql(self.port, STOP, {"id": self.state_id})["stopSensor"]
+            status = (answer.get("instigationState") or {}).get("status")
+        if status != ("RUNNING" if running else "STOPPED"):
+            raise RuntimeError(f"{SENSOR}: {'start' if running else 'stop'} answered {answer}")
+
+    def tick_list(self, after: float, before: float) -> list[dict]:
+        variables = {"s": self.selector, "after": after, "before": before}
+        answer = graphql(self.port, TICKS, variables)["sensorOrError"]
+        return list((answer.get("sensorState") or {}).get("ticks") or [])
+
+    def ticks(self, after: float, before: float) -> tuple[str, str, list[float]]:
+        """('ticks/looks', a note, each look's seconds) between the two moments: every tick, and
+        those that looked
+        (a look reports an observation and no run: Dagster records it as skipped, "Sensor
+        function returned an empty result"; the sensor's own skip reasons say it did not look)."""
+        ticks = self.tick_list(after, before)
+        looks = [t for t in ticks if t["status"] != "FAILURE"
+                 and not (t["skipReason"] or "").startswith(NOT_LOOKED)]  # fmt: skip
+        took = [t["endTimestamp"] - t["timestamp"] for t in looks if t["endTimestamp"]]
+        failed = sum(t["status"] == "FAILURE" for t in ticks)
+        note = (
+            f"looks took {', '.join(f'{s:.1f}' for s in took)} s (tick wall time)" if took else ""
+        )
+        if failed:
+            note += f"; {failed} tick(s) failed"
+        return f"{len(ticks)}/{len(looks)}", note, took
+
+    def last_tick(self, after: float) -> float | None:
+        ticks = self.tick_list(after, time.time() + 60)
+        return max((t["timestamp"] for t in ticks), default=None)
+
+
+# --- CPU phases --------------------------------------------------------------------------------
+GOING = "{ runsOrError(filter: {statuses: [QUEUED, NOT_STARTED, STARTING, STARTED, CANCELING]})"
+GOING += " { __typename ... on Runs { results { runId } } } }"
+LOOK_EVERY = 60  # open_window.LOOK_EVERY_SECONDS (not imported: it would load Dagster here)
+FIRST_LOOK, LAST_LOOK = 60, WINDOW - 2  # the sensor looks in minutes 1-4 of a window
+
+
+def in_minutes_1_to_4(start: float, seconds: float) -> bool:
+    window = start - start % WINDOW
+    return window + FIRST_LOOK <= start and start + seconds <= window + LAST_LOOK
+
+
+def runs_going(port: int) -> bool:
+    return bool(graphql(port, GOING)["runsOrError"].get("results"))
+
+
+def quiet_slot(port: int, seconds: float) -> None:
+    """Wait for `seconds` within minutes 1-4 of one window, starting with no Dagster run
+    going (a rules run, launched at each boundary, takes tens of seconds of CPU)."""
+    while True:
+        now = time.time()
+        start = now - now % WINDOW
+        if now - start < FIRST_LOOK:
+            time.sleep(start + FIRST_LOOK - now)
+        elif not in_minutes_1_to_4(now, seconds):
+            time.sleep(start + WINDOW + FIRST_LOOK - now)
+        elif runs_going(port):
+            time.sleep(2)
+        else:
+            return
+
+
+def look_slot(port: int, seconds: float, switch: SensorSwitch, since: float) -> None:
+    """As quiet_slot, with the sensor's ticks (every LOOK_EVERY s) where the phase has them
+    whole: its first tick min(30, seconds / 2) s after it starts, so a 60 s phase holds one
+    look (a phase of any length and phase against the ticks would hold 0, 1 or 2). Goes by
+    the ticks after `since` (when the sensor was last switched: a start ticks at once)."""
+    lead = LOOK_EVERY - min(30.0, seconds / 2)
+    while True:
+        last = switch.last_tick(since)
+        if last is None:  # no tick yet: the sensor was just started
+            if time.time() > since + 3 * LOOK_EVERY:
+                raise RuntimeError(f"{SENSOR} has not ticked for {3 * LOOK_EVERY} s")
+            time.sleep(2)
+            continue
+        start = last + lead
+        while start < time.time():  # the ticks to come, as the daemon keeps them
+            start += LOOK_EVERY
+        if not in_minutes_1_to_4(start, seconds):
+            time.sleep(max(1.0, start - time.time()))
+            continue
+        time.sleep(start - time.time())
+        if runs_going(port):
+            continue
+        return
+
+
+def cpu_phases(args: argparse.Namespace, pids: dict[str, int | None], secret: str,
+               switch: SensorSwitch) -> list[Phase]:  # fmt: skip
+    phases = []
+    for load, running in ((False, True), (False, False), (True, True), (True, False)):
+        label = f"{'300/s' if load else 'idle'}, sensor {'on' if running else 'off'}"
+        switched = time.time()
+        switch.set(running)
+        if running:
+            look_slot(args.dagster_port, args.cpu_seconds + 1, switch, switched)
+        else:
+            quiet_slot(args.dagster_port, args.cpu_seconds + 1)
+        began, before = time.time(), cpu_snapshot(pids)
+        note = ""
+        if load:
+            tag = f"lat_{int(began)}_{os.getpid()}"
+            sent = uvloop.run(soak(args.api_port, secret, LOAD_RATE, args.cpu_seconds, tag))
+            note = f"{len(sent.acked)} events acknowledged ({len(sent.acked) / sent.seconds:.0f}/s)"
+            note += f", {sent.failed} given up"
+        else:
+            time.sleep(args.cpu_seconds)
+        ended, after = time.time(), cpu_snapshot(pids)
+        created = [r["creationTime"] for r in dagster_runs(args.dagster_port, began - 1)]
+        runs = sum(began <= c < ended for c in created)
+        ticks, looked, took = switch.ticks(began, ended)
+        note = "; ".join(n for n in (note, looked) if n)
+        phase = Phase(label, ended - began, cpu_shares(before, after, ended - began), runs,
+                      ticks, note, start=began, look_seconds=took)  # fmt: skip
+        print(f"{label}: {clock(began)} to {clock(ended)}, stack"
+              f" {phase.share['stack'] or 0:.1f}% of one core {note}", flush=True)  # fmt: skip
+        phases.append(phase)
+    switch.set(True)  # as the stack defines it
+    return phases
+
+
+LOAD_RATE = 300.0  # events/s, issue 18
 
 
 def parse_args() -> argparse.Namespace:
@@ -225,7 +430,10 @@ def parse_args() -> argparse.Namespace:
     add("--warmup-minutes", type=float, default=1.0,
         help="steady traffic before the first spike's window, at least (default 1)")  # fmt: skip
     add("--rate", type=float, default=30.0, help="steady payments a minute (default 30)")
-    add("--idle-seconds", type=float, default=60.0, help="CPU at idle over this long (default 60)")
+    add("--idle-seconds", type=float, default=60.0,
+        help="quiet after the spikes, before the CPU phases (default 60)")  # fmt: skip
+    add("--cpu-seconds", type=float, default=60.0,
+        help="each CPU phase: idle / 300 events/s, sensor on / off (default 60)")  # fmt: skip
     add(
         "--timeout-minutes",
         type=float,
@@ -238,6 +446,9 @@ def parse_args() -> argparse.Namespace:
     args = parser.parse_args()
     if not (1 <= args.spikes <= 24 and 0 <= args.warmup_minutes <= 120 and 1 <= args.rate <= 600):
         parser.error("keep --spikes in [1, 24], --warmup-minutes in [0, 120], --rate in [1, 600]")
+    if not 10 <= args.cpu_seconds <= LAST_LOOK - FIRST_LOOK - 10:
+        parser.error(f"keep --cpu-seconds in [10, {LAST_LOOK - FIRST_LOOK - 10}]: a phase lies"
+                     " within minutes 1-4 of one window")  # fmt: skip
     args.api_port = args.api_port or bench._free_port()
     args.dagster_port = args.dagster_port or bench._free_port()
     return args
@@ -259,6 +470,7 @@ def measure(
     token = (home / "api-token").read_text().strip()
     pids.update(stack_pids(proc.pid, home, db, db_url is not None))
     print("up; pids:", ", ".join(f"{k}={v}" for k, v in pids.items()), flush=True)
+    switch = SensorSwitch(args.dagster_port)
 
     api, began = f"http://{HOST}:{args.api_port}", time.time()
     first = math.ceil((began + args.warmup_minutes * 60) / WINDOW) * WINDOW
@@ -279,39 +491,45 @@ def measure(
                 earlier.add(spike.anomaly)
             took = "-" if spike.seconds is None else f"{spike.seconds:.1f} s"
             print(f"spike {n} ({spike.position}, window {clock(spike.window)}): last event"
-                  f" {clock(spike.last_event)}, posted {clock(spike.posted)}: {took}"
-                  f" {spike.note}", flush=True)  # fmt: skip
-        detected = {
-            row[0]: row[1]
-            for row in conn.execute(
-                "SELECT id, extract(epoch FROM detected_at)::float8 FROM anomalies"
-            ).fetchall()
-        }
+                  f" {clock(spike.last_event)}, posted {clock(spike.posted)}"
+                  f" ({spike.post_change or '-'}): {took} {spike.note}", flush=True)  # fmt: skip
     traffic.stop()
     busy_end, cpu_busy = time.time(), cpu_snapshot(pids)
     print(f"traffic stopped ({traffic.stored} events stored, {traffic.refused} refused);"
-          f" idle for {args.idle_seconds:.0f} s", flush=True)  # fmt: skip
+          f" quiet for {args.idle_seconds:.0f} s, then the CPU phases", flush=True)  # fmt: skip
     time.sleep(args.idle_seconds)
-    idle_end, cpu_idle = time.time(), cpu_snapshot(pids)
+    phases = cpu_phases(args, pids, secret, switch)
+    load_from = min(p.start for p in phases if p.label.startswith("300/s"))
     runs = dagster_runs(args.dagster_port, began - 120)
+
+    last = spikes[-1]
+    if time.time() < last.close + 30:  # the closed window's verdict on a look's breach
+        time.sleep(last.close + 30 - time.time())
+        runs = dagster_runs(args.dagster_port, began - 120)
+    with psycopg.connect(db, autocommit=True) as conn:
+        for spike in spikes:
+            row = conn.execute(SPIKE_EVIDENCE, (RULE, spike.window)).fetchone()
+            spike.evidence = row[0] if row else None
+        incidents = {
+            n: [r[0] for r in conn.execute(OPENED_IN, (RULE, s.window, s.close)).fetchall()]
+            for n, s in enumerate(spikes, 1)
+        }
+        after_until = min(last.close + WINDOW, load_from - load_from % WINDOW)
+        after = [r[0] for r in conn.execute(OPENED_IN, (RULE, last.close, after_until))]
 
     print()
     report(spikes)
-    breakdown(spikes, runs, detected)
+    summary(spikes)
+    breakdown(spikes, runs)
+    duplicates(slack.top_level(), incidents, after, began)
     created = [run["creationTime"] for run in runs]
-    table([["phase", "seconds", *PARTS, "stack", "machine", "runs"],
-           cpu_row("steady traffic", cpu_start, cpu_busy, busy_end - began,
-                   sum(began <= c < busy_end for c in created)),
-           cpu_row("idle", cpu_busy, cpu_idle, idle_end - busy_end,
-                   sum(busy_end <= c < idle_end for c in created))])  # fmt: skip
-    print("(CPU in % of one core, each process with its descendants (the webserver's code server,")
-    print(" PostgreSQL's backends); the daemon apart from its children (its code server and the")
-    print(" run workers); `up` itself only; machine: every process on this machine, the benchmark")
-    print(" and anything else running included, out of 100% per core)")
-    others = [m for m in slack.top_level() if m["ts"] and float(m["ts"]) >= began]
-    print(
-        f"top-level Slack posts: {len(others)} (one per spike expected; more are other incidents)"
-    )
+    ticks, looked, took = switch.ticks(began, busy_end)
+    first_row = Phase("spikes, sensor on", busy_end - began,
+                      cpu_shares(cpu_start, cpu_busy, busy_end - began),
+                      sum(began <= c < busy_end for c in created), ticks,
+                      "; ".join(n for n in ("traffic and spikes, runs included", looked) if n),
+                      start=began, look_seconds=took)  # fmt: skip
+    cpu_table([first_row, *phases])
 
 
 def main() -> int:
