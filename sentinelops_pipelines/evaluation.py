@@ -84,12 +84,13 @@ def evaluate_range(
         conn,
         [r for w in windows for name, rule in enabled.items() for r in readings(name, rule, w)],
     )
-    # Early looks at these windows that their closed verdict did not confirm, after the
-    # readings: the notice says what the closed window read.
-    marked = early.mark_unconfirmed(conn, start, end, list(enabled))
-    result.unconfirmed = len(marked) + result.outcomes["unconfirmed"]  # + breached lower
     # Same transaction as the anomalies: a run that dies leaves its windows stale.
     metrics_sql.mark_evaluated(conn, snapshots)
+    # Early looks at these windows that their closed verdict did not confirm: after the
+    # readings (the notice says what the closed window read), and after marking the windows
+    # evaluated, which waits for a look still holding a window's row (looks.py).
+    marked = early.mark_unconfirmed(conn, start, end, list(enabled))
+    result.unconfirmed = len(marked) + result.outcomes["unconfirmed"]  # + breached lower
     # With these windows judged, incidents quiet for a whole gap are cleared (any of them: an
     # incident of another range may have been waiting for exactly these windows).
     judged = [name for name, rule in enabled.items() if rule.kind != "gap"]  # reconciliation's

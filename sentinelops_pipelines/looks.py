@@ -37,6 +37,10 @@ from sentinelops_pipelines.storage import diagnosis as diagnosis_sql
 from sentinelops_pipelines.storage import metrics as metrics_sql
 
 MINUTE = timedelta(minutes=1)
+JUDGED = """
+SELECT evaluated_snapshot IS NOT NULL FROM window_metrics WHERE window_start = %(start)s
+   FOR UPDATE
+"""
 
 
 @dataclass
@@ -70,6 +74,12 @@ def look(
     `until` counts only the events before it (a replay of the past; the stack counts all)."""
     start, minutes = window_floor(now), look_minutes(now)
     if not early_rules(book) or not 1 <= minutes <= LOOKS_PER_WINDOW:
+        return None
+    # The window's rollup row, locked until this look commits: a closed pass that judges it
+    # meanwhile waits for the look before marking it evaluated (then sees its breaches, to
+    # confirm or not); one that already did leaves nothing to look at.
+    judged = conn.execute(JUDGED, {"start": start}).fetchone()
+    if judged is not None and judged[0]:
         return None
     metrics_sql.roll_up(conn, start, start + WINDOW, until)
     loaded, _ = metrics_sql.load_windows_for_evaluation(conn, start, start + WINDOW)

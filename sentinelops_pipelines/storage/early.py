@@ -55,6 +55,11 @@ SELECT anomaly_id FROM marked ORDER BY anomaly_id
 """
 
 
+# No advisory lock is taken here: a look holds its window's rollup row until it commits, and
+# the closed pass marks the window evaluated (waiting for that look) before this statement
+# reads the rows; a look finding the window evaluated does nothing (looks.py).
+
+
 def mark_unconfirmed(
     conn: Connection, start: datetime, end: datetime, rules: Sequence[str]
 ) -> list[int]:

@@ -111,6 +111,8 @@ def test_an_early_breach_and_its_closed_window_are_one_anomaly_and_one_alert(
     closed = close(database_url)
     assert closed.outcomes["opened"] == 0 and closed.outcomes["confirmed"] == 1
     close(database_url)
+    # A look whose clock still said W was open, made after W's closed pass: nothing to do.
+    assert look_at(database_url, W + timedelta(minutes=4, seconds=50)) is None
     again_id, evidence, again_severity = anomaly(db)
     assert (again_id, again_severity) == (anomaly_id, severity)
     assert "look" not in evidence and evidence["early_look"]["minutes"] == 2
