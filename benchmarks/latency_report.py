@@ -35,10 +35,13 @@ class Spike:
     post_change: str | None = None  # the outbox row that posted it: opened, escalated, ...
     evidence: dict | None = None  # the spike window's row in anomaly_windows, read at the end
     note: str = ""
+    begins: float = 0.0  # epoch seconds of its first payment
 
     @property
     def seconds(self) -> float | None:
-        if self.posted is None or self.last_event is None:
+        """Last event's 2xx -> the post; None if not posted, or posted before the spike began
+        (an incident opened by an earlier spike's breach that had not ended: not this one's)."""
+        if self.posted is None or self.last_event is None or self.posted < self.begins:
             return None
         return self.posted - self.last_event
 
