@@ -231,7 +231,10 @@ def duplicates(
 
 
 # --- CPU --------------------------------------------------------------------------------------
-PARTS = ["api", "dagster-webserver", "dagster-daemon", "its children", "postgres", "up"]
+# The code server `up` starts for the webserver and the daemon: sensors are evaluated there,
+# and the run workers are its children.
+PARTS = ["api", "dagster-webserver", "dagster-daemon", "its children", "code-server", "postgres",
+         "up"]  # fmt: skip
 
 
 def own_cpu(pid: int | None) -> float | None:
