@@ -40,6 +40,36 @@ class Evaluated:
     announced: list[int] = field(default_factory=list)  # opened or escalated: deliver now
 
 
+def record_all(
+    conn: Connection, book: RuleBook, findings: list[Finding], notify_from: str
+) -> tuple[Counter[str], Counter[str], list[int], int]:
+    """Record findings as one pass does (the closed windows' or an early look's, looks.py):
+    in lock order, each diagnosed only when written, the pass's openings and escalations
+    announced together. Returns record()'s outcomes, the changes by rule ("rule:outcome"), the
+    anomalies announced (to deliver now) and how many were found late."""
+    enabled = book.enabled()
+    gap = timedelta(minutes=book.quiet_gap_minutes)
+    late_after = timedelta(minutes=book.found_late_after_minutes)
+
+    # What kind of spike each one is, from its breaching span's raw events only; record() asks
+    # only for findings it will write.
+    def diagnose(finding: Finding) -> Finding:
+        return diagnosis_sql.diagnosed(conn, finding, enabled[finding.rule])
+
+    outcomes: Counter[str] = Counter()
+    by_rule: Counter[str] = Counter()
+    announced: list[tuple[int, str]] = []
+    for finding in anomaly_sql.in_lock_order(findings):
+        outcome = anomaly_sql.record(
+            conn, finding, gap, notify_from, announced, diagnose, late_after=late_after
+        )
+        outcomes[outcome] += 1
+        if outcome != "unchanged":
+            by_rule[f"{finding.rule}:{outcome}"] += 1
+    found_late = catch_up.announce(conn, announced, notify_from, late_after)
+    return outcomes, by_rule, sorted({anomaly_id for anomaly_id, _ in announced}), found_late
+
+
 def evaluate_range(
     conn: Connection,
     book: RuleBook,
@@ -63,23 +93,9 @@ def evaluate_range(
         for finding in findings:
             finding.evidence["dagster_run_id"] = run_id
 
-    # What kind of spike each one is, from its breaching span's raw events only; record() asks
-    # only for findings it will write.
-    def diagnose(finding: Finding) -> Finding:
-        return diagnosis_sql.diagnosed(conn, finding, enabled[finding.rule])
-
     result = Evaluated(len(windows))
-    late_after = timedelta(minutes=book.found_late_after_minutes)
-    announced: list[tuple[int, str]] = []
-    for finding in anomaly_sql.in_lock_order(findings):
-        outcome = anomaly_sql.record(
-            conn, finding, gap, notify_from, announced, diagnose, late_after=late_after
-        )
-        result.outcomes[outcome] += 1
-        if outcome != "unchanged":
-            result.by_rule[f"{finding.rule}:{outcome}"] += 1
-    result.found_late = catch_up.announce(conn, announced, notify_from, late_after)
-    result.announced = sorted({anomaly_id for anomaly_id, _ in announced})
+    recorded = record_all(conn, book, findings, notify_from)
+    result.outcomes, result.by_rule, result.announced, result.found_late = recorded
     result.readings = readings_sql.write(
         conn,
         [r for w in windows for name, rule in enabled.items() for r in readings(name, rule, w)],

@@ -26,14 +26,12 @@ from typing import Any
 from psycopg import Connection
 
 from sentinelops.windows import WINDOW, window_floor
+from sentinelops_pipelines.evaluation import record_all
 from sentinelops_pipelines.rules.definitions import RuleBook, RuleDefinition
 from sentinelops_pipelines.rules.engine import evaluate
 from sentinelops_pipelines.rules.model import Window
 from sentinelops_pipelines.rules.readings import Reading, readings
 from sentinelops_pipelines.rules.significance import LOOKS_PER_WINDOW
-from sentinelops_pipelines.storage import anomalies as anomaly_sql
-from sentinelops_pipelines.storage import catch_up
-from sentinelops_pipelines.storage import diagnosis as diagnosis_sql
 from sentinelops_pipelines.storage import metrics as metrics_sql
 
 MINUTE = timedelta(minutes=1)
@@ -98,19 +96,9 @@ def judge(
     findings = [f for name, rule in rules.items() for f in evaluate(name, rule, window)]
     for finding in findings:
         finding.evidence["look"] = seen
-    announced: list[tuple[int, str]] = []
-    gap = timedelta(minutes=book.quiet_gap_minutes)
-    late_after = timedelta(minutes=book.found_late_after_minutes)
-    for finding in anomaly_sql.in_lock_order(findings):
-        outcome = anomaly_sql.record(
-            conn, finding, gap, notify_from, announced, late_after=late_after,
-            diagnose=lambda f: diagnosis_sql.diagnosed(conn, f, rules[f.rule]),
-        )  # fmt: skip
-        result.outcomes[outcome] += 1
-        if outcome != "unchanged":
-            result.by_rule[f"{finding.rule}:{outcome}"] += 1
-    catch_up.announce(conn, announced, notify_from, late_after)
-    result.announced = sorted({anomaly_id for anomaly_id, _ in announced})
+    result.outcomes, result.by_rule, result.announced, _ = record_all(
+        conn, book, findings, notify_from
+    )
     result.readings = [r for name, rule in rules.items() for r in readings(name, rule, window)]
     return result
 
